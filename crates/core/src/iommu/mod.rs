@@ -1,0 +1,133 @@
+//! The IOMMU layer: devices, domains and the drivers that make them.
+//!
+//! Shaped after the kernel's `iommu_ops` / `iommu_domain_ops`, cut to what the core
+//! needs so far: a driver allocates paging domains for a device and decides whether
+//! a device can be attached to a domain; a domain maps and unmaps physically
+//! contiguous runs, reports its aperture and page sizes, and translates. The
+//! iommufd layer above never looks inside a domain; the check operations of the
+//! selftest do, through [`Domain::as_any`], as the kernel's `selftest.c` reaches into
+//! its own mock domain.
+//!
+//! Drivers: [`mock`], the kernel selftest's mock IOMMU.
+
+pub mod mock;
+
+use crate::error::Result;
+use crate::range::IovaRange;
+use std::any::Any;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// DMA may read through the mapping (`IOMMU_READ`).
+pub const IOMMU_READ: u32 = 1 << 0;
+/// DMA may write through the mapping (`IOMMU_WRITE`).
+pub const IOMMU_WRITE: u32 = 1 << 1;
+/// DMA through the mapping is cache coherent (`IOMMU_CACHE`).
+pub const IOMMU_CACHE: u32 = 1 << 2;
+
+/// Flags a paging domain can be allocated with (the HWPT_ALLOC flags that reach the
+/// driver).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PagingFlags {
+    /// The domain may be the parent of nested domains.
+    pub nest_parent: bool,
+    /// The domain tracks dirty pages.
+    pub dirty_tracking: bool,
+    /// The domain may be attached to a PASID.
+    pub pasid: bool,
+}
+
+/// An IO page table: what a device's DMA is translated through.
+pub trait Domain: Send + Sync + Debug {
+    /// The IOVA range the domain can translate.
+    fn aperture(&self) -> IovaRange;
+
+    /// The page sizes the domain can map, as a bitmap of sizes.
+    fn pgsize_bitmap(&self) -> u64;
+
+    /// Maps `len` bytes at `iova` to the physically contiguous `phys` with
+    /// `IOMMU_*` permissions. On failure nothing new is mapped.
+    fn map(&self, iova: u64, phys: u64, len: u64, prot: u32) -> Result<()>;
+
+    /// Unmaps `[iova, iova + len)`; returns the bytes unmapped. Never fails.
+    fn unmap(&self, iova: u64, len: u64) -> u64;
+
+    /// The physical address `iova` translates to, if mapped.
+    fn iova_to_phys(&self, iova: u64) -> Option<u64>;
+
+    /// Whether the domain has dirty-tracking operations.
+    fn has_dirty_ops(&self) -> bool;
+
+    /// Whether the domain can make every DMA cache coherent.
+    fn enforce_cache_coherency(&self) -> bool;
+
+    /// For drivers' and checks' own downcasts.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A device behind an IOMMU.
+#[derive(Debug)]
+pub struct Device {
+    /// The device's name (`iommufd_mock0`, `0000:00:03.0`).
+    pub name: String,
+    /// The driver of the IOMMU the device sits behind.
+    pub driver: Arc<dyn Driver>,
+    /// Driver-private device flags (the mock's `MOCK_FLAGS_DEVICE_*`).
+    pub flags: u32,
+}
+
+/// An IOMMU driver.
+pub trait Driver: Send + Sync + Debug {
+    /// Allocates a paging domain for `dev`.
+    fn domain_alloc_paging(&self, dev: &Device, flags: PagingFlags) -> Result<Arc<dyn Domain>>;
+
+    /// Checks that `dev` can be attached to `domain`; EINVAL when it cannot (so a
+    /// caller can try another domain).
+    fn attach_check(&self, domain: &dyn Domain, dev: &Device) -> Result<()>;
+}
+
+/// The page size and count for the next piece of a map of `size` bytes at `iova`
+/// to `phys` in a domain with `pgsizes`: the largest size both addresses are
+/// aligned to, but no more of them than reaches the next point where a larger size
+/// could take over (the kernel's `iommu_pgsize` choice).
+pub fn pick_pgsize(pgsizes: u64, iova: u64, phys: u64, size: u64) -> (u64, u64) {
+    debug_assert!(size > 0);
+    let merged = iova | phys;
+    let mut fits = pgsizes & (u64::MAX >> size.leading_zeros());
+    if merged != 0 {
+        fits &= u64::MAX >> (63 - merged.trailing_zeros());
+    }
+    debug_assert!(fits != 0, "no page size fits");
+    let idx = 63 - fits.leading_zeros();
+    let pgsize = 1u64 << idx;
+    let mut span = size;
+    let bigger = pgsizes & !(u64::MAX >> (63 - idx));
+    if bigger != 0 {
+        let next = 1u64 << bigger.trailing_zeros();
+        if (iova ^ phys) & (next - 1) == 0 {
+            let to_boundary = next - (merged & (next - 1));
+            if to_boundary.checked_add(next).is_some_and(|n| n <= size) {
+                span = to_boundary;
+            }
+        }
+    }
+    (pgsize, span >> idx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgsize_prefers_large_when_aligned() {
+        let sizes = 2048 | (1 << 20);
+        // Aligned and big enough: 1 MiB pages.
+        assert_eq!(pick_pgsize(sizes, 1 << 20, 1 << 30, 3 << 20), (1 << 20, 3));
+        // Small pages up to the next 1 MiB boundary, then large ones can follow.
+        assert_eq!(pick_pgsize(sizes, (1 << 20) - 4096, (1 << 30) - 4096, 3 << 20), (2048, 2));
+        // Differently offset addresses never use large pages.
+        assert_eq!(pick_pgsize(sizes, 1 << 20, (1 << 30) + 4096, 3 << 20), (2048, (3 << 20) / 2048));
+        // Too short for a large page.
+        assert_eq!(pick_pgsize(sizes, 1 << 20, 1 << 30, 8192), (2048, 4));
+    }
+}
