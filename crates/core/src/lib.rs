@@ -1,1 +1,30 @@
-//! placeholder
+//! softiommu: the Linux device-assignment stack around `/dev/iommu`, in user space.
+//!
+//! The layers, top down (each only calls the ones below it):
+//! - [`iommufd`]: contexts, IO address spaces, pinned pages, HWPTs, devices,
+//!   accesses and the selftest's test operations — the kernel's
+//!   `drivers/iommu/iommufd/`, as a typed API.
+//! - [`iommu`]: the driver trait, domains, and the hardware models (the selftest's
+//!   mock IOMMU so far).
+//! - [`mem`]: address spaces, files, frames, pins and locked-memory accounting,
+//!   for the calling process and for simulated memory.
+//!
+//! Underneath: [`range`] (inclusive ranges and interval maps), [`inject`] (fault
+//! injection at every fallible step) and [`error`].
+//!
+//! Lock order, outermost first: an iommufd object table (held only briefly) → an
+//! access's state → an IOAS's HWPT list (attach) → an IOAS's page table → a
+//! `Pages` → a pin table or a domain's own lock. No lock is held while an access's
+//! unmap callback runs.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod inject;
+pub mod iommu;
+pub mod iommufd;
+pub mod mem;
+pub mod range;
+
+pub use error::{Error, Result};
+pub use softiommu_uapi as uapi;

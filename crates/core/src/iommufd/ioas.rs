@@ -15,10 +15,10 @@ use super::io_pagetable::{IoPagetable, PagesSlice, ReservedOwner};
 use super::pages::Pages;
 use crate::error::{Error, Result};
 use crate::iommu::{IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE};
-use crate::mem::{AccountMode, FileSource, Process};
+use crate::mem::{AccountMode, FileSource};
 use crate::range::{IovaRange, RangeMap};
 use softiommu_uapi::iommufd::{
-    IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_OPTION_HUGE_PAGES,
+    IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_OPTION_HUGE_PAGES,
     IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
 };
 use std::collections::HashMap;
@@ -359,7 +359,3 @@ impl Iommufd {
         iopt.reserve(range, ReservedOwner::Test)
     }
 }
-
-/// Keeps `Process` in scope for docs.
-#[allow(dead_code)]
-type CallerProcess = Arc<Process>;

@@ -112,6 +112,11 @@ impl PinTable {
         self.counts.lock().expect("pin table poisoned").get(phys >> PAGE_SHIFT)
     }
 
+    /// Every run of pinned page frame numbers with its pin count.
+    pub fn snapshot(&self) -> Vec<(IovaRange, u32)> {
+        self.counts.lock().expect("pin table poisoned").iter(IovaRange::ALL).collect()
+    }
+
     /// Whether any frame is pinned.
     pub fn is_empty(&self) -> bool {
         self.counts.lock().expect("pin table poisoned").is_empty()

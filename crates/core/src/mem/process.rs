@@ -162,9 +162,11 @@ impl ProcessFile {
         if dup < 0 {
             return Err(Error::Other { what: "not an open file", errno: softiommu_uapi::Errno::EBADF });
         }
-        let file = ProcessFile { fd: dup, dev: 0, ino: 0, maps: Mutex::default() };
+        let mut file = ProcessFile { fd: dup, dev: 0, ino: 0, maps: Mutex::default() };
         let st = file.stat()?;
-        Ok(Arc::new(ProcessFile { dev: st.st_dev, ino: st.st_ino, ..file }))
+        file.dev = st.st_dev;
+        file.ino = st.st_ino;
+        Ok(Arc::new(file))
     }
 
     fn stat(&self) -> Result<libc::stat> {

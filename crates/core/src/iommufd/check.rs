@@ -1,0 +1,220 @@
+//! The consistency checker: every invariant of a context, checked from outside.
+//!
+//! Tests call [`check`] after every operation. It recomputes from first
+//! principles what the structures should hold and compares:
+//! - object users: each IOAS is used by its HWPTs and accesses, each HWPT by its
+//!   attached devices, each selftest device's idev by the selftest object;
+//! - each IOAS: areas clear of reserved ranges and aligned; the alignment is what
+//!   its domains and accesses need; each domain's outside-aperture reservations
+//!   exist; its domains are exactly its HWPTs' domains;
+//! - each mock domain maps exactly the IOAS's areas onto the frames of their pages,
+//!   and was never misused;
+//! - each `Pages` is held exactly by the areas loaded in domains and the access
+//!   pins over it, its pinned count matches, and areas count their access pins;
+//! - optionally, a pin table counts exactly the pins of the context's pages.
+
+use super::context::{Iommufd, Object};
+use super::io_pagetable::{domain_key, ReservedOwner};
+use super::pages::Pages;
+use crate::iommu::mock::MockDomain;
+use crate::mem::{PinTable, PAGE_SHIFT, PAGE_SIZE};
+use crate::range::{CountMap, IovaRange};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the checker learnt, for tests that compare it with process counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Pinned pages over all the context's `Pages`.
+    pub pinned_pages: u64,
+    /// Distinct `Pages` reachable from the context's IOASes.
+    pub pages_objects: usize,
+}
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)*) => {
+        if !$cond {
+            return Err(format!($($fmt)*));
+        }
+    };
+}
+
+/// Merges `(iova, phys, len)` pieces that continue each other.
+fn merge(pieces: impl IntoIterator<Item = (u64, u64, u64)>) -> Vec<(u64, u64, u64)> {
+    let mut out: Vec<(u64, u64, u64)> = Vec::new();
+    for (iova, phys, len) in pieces {
+        if let Some(last) = out.last_mut() {
+            if last.0 + last.2 == iova && last.1 + last.2 == phys {
+                last.2 += len;
+                continue;
+            }
+        }
+        out.push((iova, phys, len));
+    }
+    out
+}
+
+/// Checks every invariant of `ctx`; the error says which one broke.
+pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
+    let objects = ctx.objects();
+    let mut expect_users: HashMap<u32, u32> = HashMap::new();
+    let mut ioases = Vec::new();
+    let mut hwpts = Vec::new();
+    let mut accesses = Vec::new();
+    for (id, obj, _) in &objects {
+        match obj {
+            Object::Ioas(i) => ioases.push(i.clone()),
+            Object::HwptPaging(h) => {
+                *expect_users.entry(h.ioas.id).or_default() += 1;
+                ensure!(h.id == *id, "HWPT {} filed under {}", h.id, id);
+                hwpts.push(h.clone());
+            }
+            Object::Device(d) => {
+                if let Some(h) = d.hwpt() {
+                    *expect_users.entry(h.id).or_default() += 1;
+                }
+            }
+            Object::Access(a) => {
+                *expect_users.entry(a.id).or_default() += 1;
+                if let Some(i) = a.ioas() {
+                    *expect_users.entry(i.id).or_default() += 1;
+                }
+                accesses.push(a.clone());
+            }
+            Object::Selftest(m) => {
+                *expect_users.entry(m.idev.id).or_default() += 1;
+            }
+        }
+    }
+    for (id, obj, users) in &objects {
+        let want = expect_users.get(id).copied().unwrap_or(0);
+        ensure!(*users == want, "{} {} has {} users, expected {}", obj.type_name(), id, users, want);
+    }
+
+    let mut holders: HashMap<usize, (Arc<Pages>, CountMap)> = HashMap::new();
+    for ioas in &ioases {
+        let iopt = ioas.iopt();
+        let align = iopt.iova_alignment();
+        let mask = align - 1;
+        // Domains are exactly the HWPTs' domains on this IOAS.
+        let mut want: Vec<usize> = hwpts.iter().filter(|h| h.ioas.id == ioas.id).map(|h| domain_key(&h.domain)).collect();
+        let mut have: Vec<usize> = iopt.domains().iter().map(domain_key).collect();
+        want.sort_unstable();
+        have.sort_unstable();
+        ensure!(want == have, "IOAS {}: domains {:?} but HWPTs {:?}", ioas.id, have, want);
+        // Alignment is what the domains and accesses need.
+        let mut need = if iopt.large_pages_disabled() { PAGE_SIZE } else { 1 };
+        for d in iopt.domains() {
+            need = need.max(1 << d.pgsize_bitmap().trailing_zeros());
+        }
+        for (_, a) in &iopt.accesses {
+            need = need.max(*a);
+        }
+        ensure!(need == align, "IOAS {}: alignment {} but needs {}", ioas.id, align, need);
+        let reserved = iopt.reserved_union();
+        for d in iopt.domains() {
+            let ap = d.aperture();
+            let owner = ReservedOwner::Domain(domain_key(d));
+            let mine: Vec<IovaRange> = iopt.reserved().filter(|(_, o)| **o == owner).map(|(r, _)| r).collect();
+            let mut outside = Vec::new();
+            if ap.start != 0 {
+                outside.push(IovaRange::new(0, ap.start - 1));
+            }
+            if ap.last != u64::MAX {
+                outside.push(IovaRange::new(ap.last + 1, u64::MAX));
+            }
+            ensure!(mine == outside, "IOAS {}: domain reservations {:?}, expected {:?}", ioas.id, mine, outside);
+        }
+        let loaded = !iopt.domains().is_empty();
+        let mut expected_map = Vec::new();
+        for (r, area) in iopt.areas() {
+            ensure!(reserved.first_overlap(r).is_none(), "IOAS {}: area {:?} is reserved", ioas.id, r);
+            ensure!(
+                r.start & mask == 0 && r.len().is_some_and(|l| l & mask == 0) && (area.start_byte % PAGE_SIZE) & mask == 0,
+                "IOAS {}: area {:?} not aligned to {}",
+                ioas.id,
+                r,
+                align
+            );
+            let idx = area.index_range(r, r);
+            ensure!(idx.last < area.pages.npages(), "IOAS {}: area {:?} beyond its pages", ioas.id, r);
+            let entry = holders.entry(Arc::as_ptr(&area.pages) as usize).or_insert_with(|| (area.pages.clone(), CountMap::new()));
+            if loaded {
+                entry.1.add(idx);
+                let end = area.start_byte + (r.last - r.start) + 1;
+                let mut index = idx.start;
+                for run in area.pages.frames(idx) {
+                    let first = (index << PAGE_SHIFT).max(area.start_byte);
+                    let stop = ((index + run.npages) << PAGE_SHIFT).min(end);
+                    expected_map.push((r.start + (first - area.start_byte), run.phys + (first - (index << PAGE_SHIFT)), stop - first));
+                    index += run.npages;
+                }
+            }
+            let pins_here = accesses
+                .iter()
+                .filter(|a| a.ioas().is_some_and(|i| i.id == ioas.id))
+                .flat_map(|a| a.pinned())
+                .filter(|p| p.overlaps(&r))
+                .count() as u32;
+            ensure!(area.num_accesses == pins_here, "IOAS {}: area {:?} counts {} access pins, has {}", ioas.id, r, area.num_accesses, pins_here);
+        }
+        let expected_map = merge(expected_map);
+        for d in iopt.domains() {
+            let Some(mock) = d.as_any().downcast_ref::<MockDomain>() else { continue };
+            ensure!(mock.warnings() == 0, "IOAS {}: mock domain warned {} times", ioas.id, mock.warnings());
+            let got = merge(mock.extents().into_iter().map(|(r, e)| (r.start, e.phys, r.last - r.start + 1)));
+            ensure!(got == expected_map, "IOAS {}: mock domain maps {:x?}, expected {:x?}", ioas.id, got, expected_map);
+        }
+        // Access pins hold the pages under them.
+        for a in accesses.iter().filter(|a| a.ioas().is_some_and(|i| i.id == ioas.id)) {
+            for p in a.pinned() {
+                let pieces = iopt.contig_starts(p).map_err(|e| format!("access {} pin {:?}: {}", a.id, p, e))?;
+                for (r, sub) in pieces {
+                    let (_, area) = iopt.areas().find(|(ar, _)| *ar == r).expect("area just found");
+                    let e = holders.entry(Arc::as_ptr(&area.pages) as usize).or_insert_with(|| (area.pages.clone(), CountMap::new()));
+                    e.1.add(area.index_range(r, sub));
+                }
+            }
+        }
+    }
+    let mut summary = Summary::default();
+    for (pages, expect) in holders.values() {
+        let got = pages.holder_runs();
+        let want: Vec<(IovaRange, u32)> = expect.iter(IovaRange::ALL).collect();
+        ensure!(got == want, "pages {:p}: holders {:?}, expected {:?}", Arc::as_ptr(pages), got, want);
+        let held: u64 = want.iter().map(|(r, _)| r.last - r.start + 1).sum();
+        ensure!(pages.npinned() == held, "pages {:p}: {} pinned, {} held", Arc::as_ptr(pages), pages.npinned(), held);
+        for (r, _) in &want {
+            let n: u64 = pages.frames(*r).iter().map(|f| f.npages).sum();
+            ensure!(n == r.last - r.start + 1, "pages {:p}: frames missing in {:?}", Arc::as_ptr(pages), r);
+        }
+        summary.pinned_pages += held;
+    }
+    summary.pages_objects = holders.len();
+    Ok(summary)
+}
+
+/// Checks that `pins` holds exactly one pin per page pinned by each `Pages` of
+/// `ctx` (for tests whose memory no one else pins).
+pub fn check_pins(ctx: &Iommufd, pins: &PinTable) -> Result<(), String> {
+    let mut expect = CountMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for (_, obj, _) in ctx.objects() {
+        let Object::Ioas(ioas) = obj else { continue };
+        for (_, area) in ioas.iopt().areas() {
+            if !seen.insert(Arc::as_ptr(&area.pages) as usize) {
+                continue;
+            }
+            for (r, _) in area.pages.holder_runs() {
+                for f in area.pages.frames(r) {
+                    let pfn = f.phys >> PAGE_SHIFT;
+                    expect.add(IovaRange::new(pfn, pfn + f.npages - 1));
+                }
+            }
+        }
+    }
+    let want: Vec<(IovaRange, u32)> = expect.iter(IovaRange::ALL).collect();
+    let got = pins.snapshot();
+    ensure!(got == want, "pin table {:?}, expected {:?}", got, want);
+    Ok(())
+}

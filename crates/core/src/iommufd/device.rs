@@ -1,0 +1,393 @@
+//! Devices and accesses (the kernel's `device.c`).
+//!
+//! An [`IommufdDevice`] is a device bound to a context. Attaching it to an IOAS
+//! finds, or makes, an automatic paging HWPT of that IOAS the device is compatible
+//! with (the driver says EINVAL for an incompatible domain, and the search moves
+//! on); attaching it to a HWPT uses that one. Replace moves an attached device to
+//! another HWPT or IOAS without a window where it is detached; detach drops it.
+//!
+//! An [`Access`] is how an emulated device (an mdev, a vIOMMU's software queue,
+//! the selftest) reaches an IOAS without a domain: it pins pages and gets their
+//! frames, or reads and writes through the IOAS. The IOAS tells its accesses when a
+//! range is about to be unmapped; an access that pins pages there must unpin them
+//! from its [`AccessOps::unmap`], and only then does the unmap complete.
+//!
+//! Locks: an access's `state` is taken before the IOAS page table; the unmap
+//! callback is called with no IOAS lock held.
+
+use super::context::{CtxInner, Iommufd, Object};
+use super::hw_pagetable::HwptPaging;
+use super::ioas::Ioas;
+use crate::error::{Error, Result};
+use crate::iommu::{Device, IOMMU_WRITE, PagingFlags};
+use crate::mem::{FrameRun, PAGE_SIZE};
+use crate::range::IovaRange;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, Weak};
+
+/// A device bound to a context.
+#[derive(Debug)]
+pub struct IommufdDevice {
+    /// The object ID (the `dev_id` user space sees).
+    pub id: u32,
+    /// The device.
+    pub dev: Arc<Device>,
+    /// The HWPT the device is attached to.
+    hwpt: Mutex<Option<Arc<HwptPaging>>>,
+}
+
+impl IommufdDevice {
+    /// The HWPT the device is attached to.
+    pub fn hwpt(&self) -> Option<Arc<HwptPaging>> {
+        self.hwpt.lock().expect("device lock poisoned").clone()
+    }
+
+    pub(crate) fn destroy(&self, _ctx: &CtxInner) {
+        debug_assert!(self.hwpt().is_none(), "device destroyed while attached");
+    }
+}
+
+impl Iommufd {
+    /// Binds `dev` to the context; returns the bound device.
+    pub fn device_bind(&self, dev: Arc<Device>) -> Result<Arc<IommufdDevice>> {
+        let mut t = self.table();
+        let id = t.reserve()?;
+        let idev = Arc::new(IommufdDevice { id, dev, hwpt: Mutex::new(None) });
+        t.finalize(id, Object::Device(idev.clone()));
+        Ok(idev)
+    }
+
+    /// Finds the HWPT `pt_id` names for `idev` and counts `idev` as its user: a
+    /// paging HWPT the device is compatible with, or for an IOAS a compatible
+    /// automatic HWPT, made when there is none.
+    fn attach_target(&self, idev: &IommufdDevice, pt_id: u32) -> Result<Arc<HwptPaging>> {
+        let obj = self.table().get(pt_id).cloned();
+        match obj {
+            Some(Object::HwptPaging(hwpt)) => {
+                idev.dev.driver.attach_check(&*hwpt.domain, &idev.dev)?;
+                self.table().add_user(hwpt.id);
+                Ok(hwpt)
+            }
+            Some(Object::Ioas(ioas)) => self.auto_domain(idev, &ioas),
+            Some(_) => Err(Error::Invalid("not an IOAS or a HWPT")),
+            None => Err(Error::NoObject { id: pt_id }),
+        }
+    }
+
+    fn auto_domain(&self, idev: &IommufdDevice, ioas: &Arc<Ioas>) -> Result<Arc<HwptPaging>> {
+        let mut list = ioas.hwpts.lock().expect("IOAS HWPT list poisoned");
+        for hwpt in list.iter().filter_map(Weak::upgrade).filter(|h| h.auto_domain) {
+            match idev.dev.driver.attach_check(&*hwpt.domain, &idev.dev) {
+                Ok(()) => {
+                    self.table().add_user(hwpt.id);
+                    return Ok(hwpt);
+                }
+                Err(e) if e.errno() == softiommu_uapi::Errno::EINVAL => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let hwpt = self.hwpt_paging_alloc(ioas, &idev.dev, PagingFlags::default(), true)?;
+        list.push(Arc::downgrade(&hwpt));
+        Ok(hwpt)
+    }
+
+    /// Attaches `idev` to the IOAS or HWPT `pt_id`; returns the HWPT's ID. EINVAL
+    /// when already attached or incompatible.
+    pub fn device_attach(&self, idev: &IommufdDevice, pt_id: u32) -> Result<u32> {
+        let mut cur = idev.hwpt.lock().expect("device lock poisoned");
+        if cur.is_some() {
+            return Err(Error::Invalid("device already attached"));
+        }
+        let hwpt = self.attach_target(idev, pt_id)?;
+        let id = hwpt.id;
+        *cur = Some(hwpt);
+        Ok(id)
+    }
+
+    /// Moves the attached `idev` to the IOAS or HWPT `pt_id`; returns the new
+    /// HWPT's ID. EINVAL when not attached.
+    pub fn device_replace(&self, idev: &IommufdDevice, pt_id: u32) -> Result<u32> {
+        let mut cur = idev.hwpt.lock().expect("device lock poisoned");
+        let Some(old) = cur.clone() else {
+            return Err(Error::Invalid("device not attached"));
+        };
+        let new = self.attach_target(idev, pt_id)?;
+        let id = new.id;
+        *cur = Some(new);
+        drop(cur);
+        self.inner.hwpt_put(&old);
+        Ok(id)
+    }
+
+    /// Detaches `idev` from its HWPT.
+    pub fn device_detach(&self, idev: &IommufdDevice) {
+        self.inner.device_detach(idev);
+    }
+}
+
+impl CtxInner {
+    pub(crate) fn device_detach(&self, idev: &IommufdDevice) {
+        let old = idev.hwpt.lock().expect("device lock poisoned").take();
+        if let Some(old) = old {
+            self.hwpt_put(&old);
+        }
+    }
+}
+
+/// What the owner of an access provides.
+pub trait AccessOps: Send + Sync + Debug {
+    /// Whether the access pins pages (and so needs page-aligned IOVAs).
+    fn needs_pin_pages(&self) -> bool;
+
+    /// `[iova, iova + length)` is about to be unmapped: unpin everything pinned
+    /// there before returning.
+    fn unmap(&self, access: &Access, iova: u64, length: u64);
+}
+
+#[derive(Debug, Default)]
+struct AccessState {
+    /// Where new pins and reads go; `None` while detached or being moved.
+    ioas: Option<Arc<Ioas>>,
+    /// Where existing pins were taken.
+    ioas_unpin: Option<Arc<Ioas>>,
+}
+
+/// An emulated device's window on an IOAS.
+#[derive(Debug)]
+pub struct Access {
+    /// The object ID.
+    pub id: u32,
+    ctx: Weak<CtxInner>,
+    state: Mutex<AccessState>,
+    /// The IOVA alignment the access needs of the IOAS.
+    pub iova_alignment: u64,
+    ops: Arc<dyn AccessOps>,
+    /// The IOVA ranges pinned through this access (one entry per pin).
+    pins: Mutex<Vec<IovaRange>>,
+}
+
+impl Iommufd {
+    /// Creates an access with `ops` (not attached to anything yet).
+    pub fn access_create(&self, ops: Arc<dyn AccessOps>) -> Result<Arc<Access>> {
+        let mut t = self.table();
+        let id = t.reserve()?;
+        let iova_alignment = if ops.needs_pin_pages() { PAGE_SIZE } else { 1 };
+        let access = Arc::new(Access {
+            id,
+            ctx: Arc::downgrade(&self.inner),
+            state: Mutex::default(),
+            iova_alignment,
+            ops,
+            pins: Mutex::default(),
+        });
+        // The creator is a user until it destroys the access.
+        t.finalize(id, Object::Access(access.clone()));
+        t.add_user(id);
+        Ok(access)
+    }
+
+    /// Attaches a new access to the IOAS `ioas_id`.
+    pub fn access_attach(&self, access: &Arc<Access>, ioas_id: u32) -> Result<()> {
+        let mut st = access.state.lock().expect("access lock poisoned");
+        if st.ioas.is_some() || st.ioas_unpin.is_some() {
+            return Err(Error::Invalid("access already attached"));
+        }
+        let ioas = self.get_ioas(ioas_id)?;
+        ioas.iopt().add_access(access.id, access.iova_alignment)?;
+        self.table().add_user(ioas.id);
+        ioas.add_access_ref(access);
+        st.ioas = Some(ioas.clone());
+        st.ioas_unpin = Some(ioas);
+        Ok(())
+    }
+
+    /// Moves an attached access to the IOAS `ioas_id`; every pin it holds is
+    /// dropped through its unmap callback first.
+    pub fn access_replace(&self, access: &Arc<Access>, ioas_id: u32) -> Result<()> {
+        let cur = {
+            let st = access.state.lock().expect("access lock poisoned");
+            match (&st.ioas, &st.ioas_unpin) {
+                (Some(a), Some(b)) if Arc::ptr_eq(a, b) => a.clone(),
+                (None, _) => return Err(Error::NoObject { id: ioas_id }),
+                _ => return Err(Error::Busy("access being moved")),
+            }
+        };
+        let new = self.get_ioas(ioas_id)?;
+        if Arc::ptr_eq(&cur, &new) {
+            return Ok(());
+        }
+        new.iopt().add_access(access.id, access.iova_alignment)?;
+        self.table().add_user(new.id);
+        new.add_access_ref(access);
+        access.state.lock().expect("access lock poisoned").ioas = None;
+        access.ops.unmap(access, 0, u64::MAX);
+        access.detach_from(&cur, self.inner.as_ref());
+        let mut st = access.state.lock().expect("access lock poisoned");
+        st.ioas = Some(new.clone());
+        st.ioas_unpin = Some(new);
+        Ok(())
+    }
+
+    /// Destroys an access on behalf of its creator (closing the selftest's
+    /// access fd): its pins are dropped through its unmap callback.
+    pub fn access_destroy(&self, access: &Arc<Access>) {
+        let obj = {
+            let mut t = self.table();
+            t.remove_user(access.id);
+            t.remove(access.id)
+        };
+        match obj {
+            Ok(obj) => self.inner.teardown(obj),
+            Err(_) => debug_assert!(false, "access destroyed twice"),
+        }
+    }
+}
+
+impl Access {
+    pub(crate) fn destroy(&self, ctx: &CtxInner) {
+        let cur = {
+            let mut st = self.state.lock().expect("access lock poisoned");
+            st.ioas = None;
+            st.ioas_unpin.clone()
+        };
+        if let Some(cur) = cur {
+            self.ops.unmap(self, 0, u64::MAX);
+            self.detach_from(&cur, ctx);
+        }
+        debug_assert!(self.pins.lock().expect("access pins poisoned").is_empty(), "access destroyed with pins");
+    }
+
+    fn detach_from(&self, ioas: &Arc<Ioas>, ctx: &CtxInner) {
+        ioas.iopt().remove_access(self.id);
+        ioas.remove_access_ref(self);
+        ctx.table().remove_user(ioas.id);
+        let mut st = self.state.lock().expect("access lock poisoned");
+        if st.ioas_unpin.as_ref().is_some_and(|i| Arc::ptr_eq(i, ioas)) {
+            st.ioas_unpin = None;
+        }
+    }
+
+    /// The context the access belongs to, while it is open.
+    pub fn context(&self) -> Option<Iommufd> {
+        self.ctx.upgrade().map(|inner| Iommufd { inner })
+    }
+
+    /// The IOAS the access is attached to.
+    pub fn ioas(&self) -> Option<Arc<Ioas>> {
+        self.state.lock().expect("access lock poisoned").ioas.clone()
+    }
+
+    /// The IOVA ranges pinned through this access, one entry per pin.
+    pub fn pinned(&self) -> Vec<IovaRange> {
+        self.pins.lock().expect("access pins poisoned").clone()
+    }
+
+    pub(crate) fn notify_unmap(&self, iova: u64, length: u64) {
+        self.ops.unmap(self, iova, length);
+    }
+
+    /// Pins the pages behind `[iova, iova + length)` and returns their frames,
+    /// one run per page-contiguous stretch. `write` asks for writable mappings.
+    pub fn pin_pages(&self, iova: u64, length: u64, write: bool) -> Result<Vec<FrameRun>> {
+        if length == 0 {
+            return Err(Error::Invalid("length"));
+        }
+        let range = IovaRange::from_len(iova, length).ok_or(Error::Overflow("IOVA + length"))?;
+        let st = self.state.lock().expect("access lock poisoned");
+        let ioas = st.ioas.clone().ok_or(Error::NoObject { id: 0 })?;
+        let mut iopt = ioas.iopt();
+        let pieces = iopt.contig_starts(range)?;
+        let mut done = Vec::new();
+        let mut frames = Vec::new();
+        let mut result = Ok(());
+        for (i, (r, sub)) in pieces.iter().enumerate() {
+            let area = iopt.areas.get(r.start).expect("area just found").1.clone();
+            let not_last = i + 1 < pieces.len();
+            let aligned = area.start_byte_at(*r, sub.start) % PAGE_SIZE == 0
+                && (!not_last || area.start_byte_at(*r, r.last) % PAGE_SIZE == PAGE_SIZE - 1);
+            if area.prevent_access || !aligned {
+                result = Err(Error::Invalid("access range not page aligned or being unmapped"));
+                break;
+            }
+            if write && area.prot & IOMMU_WRITE == 0 {
+                result = Err(Error::Perm("mapping is not writable"));
+                break;
+            }
+            let indexes = area.index_range(*r, *sub);
+            if let Err(e) = area.pages.hold(indexes) {
+                result = Err(e);
+                break;
+            }
+            frames.extend(area.pages.frames(indexes));
+            iopt.area_mut(r.start).expect("area just found").num_accesses += 1;
+            done.push((*r, *sub));
+        }
+        if let Err(e) = result {
+            for (r, sub) in done {
+                let area = iopt.area_mut(r.start).expect("area just found");
+                area.num_accesses -= 1;
+                area.pages.release(area.index_range(r, sub));
+            }
+            return Err(e);
+        }
+        self.pins.lock().expect("access pins poisoned").push(range);
+        Ok(frames)
+    }
+
+    /// Unpins what [`Access::pin_pages`] pinned for `[iova, iova + length)`.
+    pub fn unpin_pages(&self, iova: u64, length: u64) {
+        let Some(range) = IovaRange::from_len(iova, length) else { return };
+        let ioas = self.state.lock().expect("access lock poisoned").ioas_unpin.clone();
+        let Some(ioas) = ioas else {
+            debug_assert!(false, "unpin without an IOAS");
+            return;
+        };
+        {
+            let mut pins = self.pins.lock().expect("access pins poisoned");
+            match pins.iter().position(|p| *p == range) {
+                Some(i) => {
+                    pins.swap_remove(i);
+                }
+                None => {
+                    debug_assert!(false, "unpin of a range that was not pinned");
+                    return;
+                }
+            }
+        }
+        let mut iopt = ioas.iopt();
+        let Ok(pieces) = iopt.contig_starts(range) else {
+            debug_assert!(false, "pinned range no longer mapped");
+            return;
+        };
+        for (r, sub) in pieces {
+            let area = iopt.area_mut(r.start).expect("area just found");
+            area.num_accesses -= 1;
+            area.pages.release(area.index_range(r, sub));
+        }
+    }
+
+    /// Reads (`write == false`) or writes `buf` at `iova` through the IOAS,
+    /// pinned or not.
+    pub fn rw(&self, iova: u64, buf: &mut [u8], write: bool) -> Result<()> {
+        if buf.is_empty() {
+            return Err(Error::Invalid("length"));
+        }
+        let range = IovaRange::from_len(iova, buf.len() as u64).ok_or(Error::Overflow("IOVA + length"))?;
+        let st = self.state.lock().expect("access lock poisoned");
+        let ioas = st.ioas.clone().ok_or(Error::NoObject { id: 0 })?;
+        let iopt = ioas.iopt();
+        let mut done = 0usize;
+        iopt.for_each_contig(range, |r, sub, area| {
+            if area.prevent_access {
+                return Err(Error::Invalid("range being unmapped"));
+            }
+            if write && area.prot & IOMMU_WRITE == 0 {
+                return Err(Error::Perm("mapping is not writable"));
+            }
+            let n = (sub.last - sub.start + 1) as usize;
+            area.pages.rw(area.start_byte_at(r, sub.start), &mut buf[done..done + n], write)?;
+            done += n;
+            Ok(())
+        })
+    }
+}

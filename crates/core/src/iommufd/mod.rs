@@ -1,0 +1,22 @@
+//! iommufd: contexts, IOASes, pages, HWPTs, devices and accesses.
+//!
+//! The kernel splits iommufd into thin ioctl handlers and the structures they
+//! drive; so does this module. [`context`] is the kernel's `main.c` (the context and
+//! its object table), [`ioas`] the IOAS handlers, [`io_pagetable`] and [`pages`]
+//! the structures, [`hw_pagetable`] and [`device`] the HWPTs, devices and accesses,
+//! [`selftest`] the test operations, and [`check`] the consistency checker.
+
+pub mod check;
+pub mod context;
+pub mod device;
+pub mod hw_pagetable;
+pub mod io_pagetable;
+pub mod ioas;
+pub mod pages;
+pub mod selftest;
+
+pub use context::{Iommufd, Object};
+pub use device::{Access, AccessOps, IommufdDevice};
+pub use hw_pagetable::HwptPaging;
+pub use ioas::{Ioas, IovaRanges, MapFlags};
+pub use selftest::{AccessHandle, MockDomainIds};
