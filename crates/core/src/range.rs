@@ -155,21 +155,28 @@ impl<V> RangeMap<V> {
 
     /// The gaps between ranges inside `within`, in order.
     pub fn holes(&self, within: IovaRange) -> Vec<IovaRange> {
-        let mut holes = Vec::new();
+        self.holes_iter(within).collect()
+    }
+
+    /// The gaps between ranges inside `within`, in order, computed lazily.
+    pub fn holes_iter(&self, within: IovaRange) -> impl Iterator<Item = IovaRange> + '_ {
         let mut next = Some(within.start);
-        for (r, _) in self.overlapping(within) {
-            let Some(cur) = next else { break };
-            if r.start > cur {
-                holes.push(IovaRange::new(cur, r.start - 1));
+        let mut ranges = self.overlapping(within);
+        std::iter::from_fn(move || loop {
+            let cur = next?;
+            match ranges.next() {
+                Some((r, _)) => {
+                    next = r.last.checked_add(1).filter(|n| *n <= within.last);
+                    if r.start > cur {
+                        return Some(IovaRange::new(cur, r.start - 1));
+                    }
+                }
+                None => {
+                    next = None;
+                    return (cur <= within.last).then(|| IovaRange::new(cur, within.last));
+                }
             }
-            next = r.last.checked_add(1).filter(|n| *n <= within.last);
-        }
-        if let Some(cur) = next {
-            if cur <= within.last {
-                holes.push(IovaRange::new(cur, within.last));
-            }
-        }
-        holes
+        })
     }
 }
 

@@ -214,8 +214,9 @@ impl IoPagetable {
         for span in allowed {
             let Some(start) = fit(span, length, align, page_offset) else { continue };
             let span = IovaRange::new(start, span.last);
-            for reserved_hole in self.reserved_union().holes(span) {
-                for hole in self.areas.holes(reserved_hole) {
+            let reserved = self.reserved_union();
+            for reserved_hole in reserved.holes_iter(span) {
+                for hole in self.areas.holes_iter(reserved_hole) {
                     if let Some(iova) = fit(hole, length, align, page_offset) {
                         return Ok(iova);
                     }
