@@ -94,9 +94,9 @@ impl Error {
             Error::Fault { .. } => Errno::EFAULT,
             Error::NoMem(_) => Errno::ENOMEM,
             Error::Perm(_) => Errno::EPERM,
-            Error::Check { errno, .. } | Error::Injected { errno, .. } | Error::Other { errno, .. } => {
-                *errno
-            }
+            Error::Check { errno, .. }
+            | Error::Injected { errno, .. }
+            | Error::Other { errno, .. } => *errno,
         }
     }
 }

@@ -36,9 +36,14 @@ impl IovaRange {
     }
 
     /// The whole 64-bit space.
-    pub const ALL: IovaRange = IovaRange { start: 0, last: u64::MAX };
+    pub const ALL: IovaRange = IovaRange {
+        start: 0,
+        last: u64::MAX,
+    };
 
-    /// Number of bytes, `None` for the whole 64-bit space.
+    /// Number of bytes, `None` for the whole 64-bit space. (A range is never
+    /// empty, so there is no `is_empty`.)
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> Option<u64> {
         (self.last - self.start).checked_add(1)
     }
@@ -69,7 +74,9 @@ pub struct RangeMap<V> {
 
 impl<V> Default for RangeMap<V> {
     fn default() -> Self {
-        RangeMap { map: BTreeMap::new() }
+        RangeMap {
+            map: BTreeMap::new(),
+        }
     }
 }
 
@@ -97,12 +104,16 @@ impl<V> RangeMap<V> {
 
     /// Removes the range that starts at `start`.
     pub fn remove(&mut self, start: u64) -> Option<(IovaRange, V)> {
-        self.map.remove(&start).map(|(last, v)| (IovaRange { start, last }, v))
+        self.map
+            .remove(&start)
+            .map(|(last, v)| (IovaRange { start, last }, v))
     }
 
     /// The range starting exactly at `start`.
     pub fn get(&self, start: u64) -> Option<(IovaRange, &V)> {
-        self.map.get(&start).map(|(last, v)| (IovaRange { start, last: *last }, v))
+        self.map
+            .get(&start)
+            .map(|(last, v)| (IovaRange { start, last: *last }, v))
     }
 
     /// Mutable access to the value of the range starting exactly at `start`.
@@ -113,7 +124,13 @@ impl<V> RangeMap<V> {
     /// The range containing `addr`.
     pub fn find(&self, addr: u64) -> Option<(IovaRange, &V)> {
         let (start, (last, v)) = self.map.range(..=addr).next_back()?;
-        (*last >= addr).then_some((IovaRange { start: *start, last: *last }, v))
+        (*last >= addr).then_some((
+            IovaRange {
+                start: *start,
+                last: *last,
+            },
+            v,
+        ))
     }
 
     /// The lowest range overlapping `range`.
@@ -130,7 +147,15 @@ impl<V> RangeMap<V> {
         };
         self.map
             .range((Bound::Included(from), Bound::Included(range.last)))
-            .map(|(s, (l, v))| (IovaRange { start: *s, last: *l }, v))
+            .map(|(s, (l, v))| {
+                (
+                    IovaRange {
+                        start: *s,
+                        last: *l,
+                    },
+                    v,
+                )
+            })
     }
 
     /// Starts of the ranges overlapping `range` (for removal while iterating).
@@ -140,12 +165,28 @@ impl<V> RangeMap<V> {
 
     /// All ranges in order.
     pub fn iter(&self) -> impl Iterator<Item = (IovaRange, &V)> + '_ {
-        self.map.iter().map(|(s, (l, v))| (IovaRange { start: *s, last: *l }, v))
+        self.map.iter().map(|(s, (l, v))| {
+            (
+                IovaRange {
+                    start: *s,
+                    last: *l,
+                },
+                v,
+            )
+        })
     }
 
     /// All ranges in order, values mutable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (IovaRange, &mut V)> + '_ {
-        self.map.iter_mut().map(|(s, (l, v))| (IovaRange { start: *s, last: *l }, v))
+        self.map.iter_mut().map(|(s, (l, v))| {
+            (
+                IovaRange {
+                    start: *s,
+                    last: *l,
+                },
+                v,
+            )
+        })
     }
 
     /// Removes every range.
@@ -235,7 +276,9 @@ impl CountMap {
         let starts = self.runs.overlapping_starts(IovaRange::new(lo, hi));
         let mut prev: Option<(IovaRange, u32)> = None;
         for s in starts {
-            let Some((r, &c)) = self.runs.get(s) else { continue };
+            let Some((r, &c)) = self.runs.get(s) else {
+                continue;
+            };
             if let Some((p, pc)) = prev {
                 if pc == c && p.last.checked_add(1) == Some(r.start) {
                     self.runs.remove(p.start);
@@ -259,7 +302,9 @@ impl CountMap {
         let holes = self.runs.holes(range);
         for start in self.runs.overlapping_starts(range) {
             if let Some(c) = self.runs.get_mut(start) {
-                *c = c.checked_add(1).expect("more than u32::MAX holders of one page");
+                *c = c
+                    .checked_add(1)
+                    .expect("more than u32::MAX holders of one page");
             }
         }
         for h in &holes {
@@ -278,7 +323,9 @@ impl CountMap {
         }
         let mut freed = Vec::new();
         for start in self.runs.overlapping_starts(range) {
-            let Some((r, &c)) = self.runs.get(start) else { continue };
+            let Some((r, &c)) = self.runs.get(start) else {
+                continue;
+            };
             if c <= 1 {
                 self.runs.remove(start);
                 match freed.last_mut() {
@@ -292,7 +339,10 @@ impl CountMap {
             }
         }
         debug_assert!(
-            self.runs.holes(range).iter().all(|h| freed.iter().any(|f| f.contains(h))),
+            self.runs
+                .holes(range)
+                .iter()
+                .all(|h| freed.iter().any(|f| f.contains(h))),
             "sub over a range that was not held"
         );
         self.merge_around(range);
@@ -312,18 +362,31 @@ mod tests {
         m.insert(IovaRange::new(30, 39), ());
         assert_eq!(
             m.holes(IovaRange::new(0, 50)),
-            vec![IovaRange::new(0, 9), IovaRange::new(20, 29), IovaRange::new(40, 50)]
+            vec![
+                IovaRange::new(0, 9),
+                IovaRange::new(20, 29),
+                IovaRange::new(40, 50)
+            ]
         );
-        assert_eq!(m.holes(IovaRange::new(12, 35)), vec![IovaRange::new(20, 29)]);
+        assert_eq!(
+            m.holes(IovaRange::new(12, 35)),
+            vec![IovaRange::new(20, 29)]
+        );
         m.insert(IovaRange::new(40, u64::MAX), ());
-        assert_eq!(m.holes(IovaRange::ALL), vec![IovaRange::new(0, 9), IovaRange::new(20, 29)]);
+        assert_eq!(
+            m.holes(IovaRange::ALL),
+            vec![IovaRange::new(0, 9), IovaRange::new(20, 29)]
+        );
     }
 
     #[test]
     fn from_len_checks() {
         assert_eq!(IovaRange::from_len(0, 0), None);
         assert_eq!(IovaRange::from_len(u64::MAX, 2), None);
-        assert_eq!(IovaRange::from_len(u64::MAX, 1), Some(IovaRange::new(u64::MAX, u64::MAX)));
+        assert_eq!(
+            IovaRange::from_len(u64::MAX, 1),
+            Some(IovaRange::new(u64::MAX, u64::MAX))
+        );
         assert_eq!(IovaRange::ALL.len(), None);
     }
 

@@ -97,7 +97,12 @@ pub struct MockDomain {
 impl MockDomain {
     fn new(huge: bool, flags: PagingFlags) -> MockDomain {
         let pgsize_bitmap = MOCK_IO_PAGE_SIZE | if huge { MOCK_HUGE_PAGE_SIZE } else { 0 };
-        MockDomain { pgsize_bitmap, flags, extents: Mutex::default(), warnings: AtomicU64::new(0) }
+        MockDomain {
+            pgsize_bitmap,
+            flags,
+            extents: Mutex::default(),
+            warnings: AtomicU64::new(0),
+        }
     }
 
     /// The flags the domain was allocated with.
@@ -117,17 +122,29 @@ impl MockDomain {
 
     /// A copy of every extent, in IOVA order.
     pub fn extents(&self) -> Vec<(IovaRange, Extent)> {
-        self.extents.lock().expect("mock domain poisoned").iter().map(|(r, e)| (r, *e)).collect()
+        self.extents
+            .lock()
+            .expect("mock domain poisoned")
+            .iter()
+            .map(|(r, e)| (r, *e))
+            .collect()
     }
 
     /// The extent holding `iova`.
     pub fn lookup(&self, iova: u64) -> Option<(IovaRange, Extent)> {
-        self.extents.lock().expect("mock domain poisoned").find(iova).map(|(r, e)| (r, *e))
+        self.extents
+            .lock()
+            .expect("mock domain poisoned")
+            .find(iova)
+            .map(|(r, e)| (r, *e))
     }
 
     /// Whether nothing is mapped.
     pub fn is_empty(&self) -> bool {
-        self.extents.lock().expect("mock domain poisoned").is_empty()
+        self.extents
+            .lock()
+            .expect("mock domain poisoned")
+            .is_empty()
     }
 }
 
@@ -145,20 +162,28 @@ impl Domain for MockDomain {
         // half-way, and the core must undo what was mapped.
         inject::point_errno("mock map_pages", Errno::ENOENT)?;
         let range = IovaRange::from_len(iova, len).ok_or(Error::Overflow("mock map range"))?;
-        if iova % MOCK_IO_PAGE_SIZE != 0 || phys % MOCK_IO_PAGE_SIZE != 0 || len % MOCK_IO_PAGE_SIZE != 0 {
+        if !iova.is_multiple_of(MOCK_IO_PAGE_SIZE)
+            || !phys.is_multiple_of(MOCK_IO_PAGE_SIZE)
+            || !len.is_multiple_of(MOCK_IO_PAGE_SIZE)
+        {
             self.warn();
             return Err(Error::Invalid("mock map not IO page aligned"));
         }
         let mut extents = self.extents.lock().expect("mock domain poisoned");
         if !self.aperture().contains(&range) || extents.first_overlap(range).is_some() {
             self.warn();
-            return Err(Error::Invalid("mock map outside the aperture or over a mapping"));
+            return Err(Error::Invalid(
+                "mock map outside the aperture or over a mapping",
+            ));
         }
         let (mut iova, mut phys, mut left) = (iova, phys, len);
         while left > 0 {
             let (pgsize, count) = pick_pgsize(self.pgsize_bitmap, iova, phys, left);
             let bytes = pgsize * count;
-            extents.insert(IovaRange::new(iova, iova + bytes - 1), Extent { phys, prot, pgsize });
+            extents.insert(
+                IovaRange::new(iova, iova + bytes - 1),
+                Extent { phys, prot, pgsize },
+            );
             iova += bytes;
             phys += bytes;
             left -= bytes;
@@ -174,7 +199,9 @@ impl Domain for MockDomain {
         let mut extents = self.extents.lock().expect("mock domain poisoned");
         let mut unmapped = 0;
         for start in extents.overlapping_starts(range) {
-            let Some((r, e)) = extents.remove(start) else { continue };
+            let Some((r, e)) = extents.remove(start) else {
+                continue;
+            };
             if !range.contains(&r) && e.pgsize == MOCK_IO_PAGE_SIZE {
                 // Cutting a small-page mapping: keep the parts outside the range
                 // so that the damage is visible, and warn as the kernel does.
@@ -184,7 +211,13 @@ impl Domain for MockDomain {
                 }
                 if r.last > range.last {
                     let skip = range.last + 1 - r.start;
-                    extents.insert(IovaRange::new(range.last + 1, r.last), Extent { phys: e.phys + skip, ..e });
+                    extents.insert(
+                        IovaRange::new(range.last + 1, r.last),
+                        Extent {
+                            phys: e.phys + skip,
+                            ..e
+                        },
+                    );
                 }
                 unmapped += r.intersect(&range).and_then(|r| r.len()).unwrap_or(0);
                 continue;
@@ -215,7 +248,10 @@ impl Domain for MockDomain {
 impl Drop for MockDomain {
     fn drop(&mut self) {
         // Freeing a domain that still maps something is a core bug.
-        debug_assert!(self.extents.get_mut().map(|e| e.is_empty()).unwrap_or(true), "mock domain freed non-empty");
+        debug_assert!(
+            self.extents.get_mut().map(|e| e.is_empty()).unwrap_or(true),
+            "mock domain freed non-empty"
+        );
     }
 }
 
@@ -224,28 +260,45 @@ mod tests {
     use super::*;
 
     fn dev(flags: u32) -> Device {
-        Device { name: "mock".into(), driver: MockDriver::new(), flags }
+        Device {
+            name: "mock".into(),
+            driver: MockDriver::new(),
+            flags,
+        }
     }
 
     #[test]
     fn huge_domain_combines_aligned_runs() {
-        let d = MockDriver.domain_alloc_paging(&dev(MOCK_FLAGS_DEVICE_HUGE_IOVA), PagingFlags::default()).unwrap();
+        let d = MockDriver
+            .domain_alloc_paging(&dev(MOCK_FLAGS_DEVICE_HUGE_IOVA), PagingFlags::default())
+            .unwrap();
         let base = MOCK_APERTURE_START;
-        d.map(base, 1 << 32, 2 * MOCK_HUGE_PAGE_SIZE + 4096, super::super::IOMMU_READ).unwrap();
+        d.map(
+            base,
+            1 << 32,
+            2 * MOCK_HUGE_PAGE_SIZE + 4096,
+            super::super::IOMMU_READ,
+        )
+        .unwrap();
         let m = d.as_any().downcast_ref::<MockDomain>().unwrap();
         let ext = m.extents();
         assert_eq!(ext.len(), 2);
         assert_eq!(ext[0].1.pgsize, MOCK_HUGE_PAGE_SIZE);
         assert_eq!(ext[1].1.pgsize, MOCK_IO_PAGE_SIZE);
         assert_eq!(d.iova_to_phys(base + 5000), Some((1 << 32) + 5000));
-        assert_eq!(d.unmap(base, 2 * MOCK_HUGE_PAGE_SIZE + 4096), 2 * MOCK_HUGE_PAGE_SIZE + 4096);
+        assert_eq!(
+            d.unmap(base, 2 * MOCK_HUGE_PAGE_SIZE + 4096),
+            2 * MOCK_HUGE_PAGE_SIZE + 4096
+        );
         assert!(m.is_empty());
         assert_eq!(m.warnings(), 0);
     }
 
     #[test]
     fn map_checks_aperture_and_overlap() {
-        let d = MockDriver.domain_alloc_paging(&dev(0), PagingFlags::default()).unwrap();
+        let d = MockDriver
+            .domain_alloc_paging(&dev(0), PagingFlags::default())
+            .unwrap();
         assert!(d.map(0, 0, 4096, 0).is_err());
         d.map(MOCK_APERTURE_START, 1 << 32, 4096, 0).unwrap();
         assert!(d.map(MOCK_APERTURE_START + 2048, 1 << 32, 4096, 0).is_err());
@@ -254,10 +307,21 @@ mod tests {
 
     #[test]
     fn no_dirty_device_refuses_dirty_domains() {
-        let flags = PagingFlags { dirty_tracking: true, ..Default::default() };
-        let err = MockDriver.domain_alloc_paging(&dev(MOCK_FLAGS_DEVICE_NO_DIRTY), flags).unwrap_err();
+        let flags = PagingFlags {
+            dirty_tracking: true,
+            ..Default::default()
+        };
+        let err = MockDriver
+            .domain_alloc_paging(&dev(MOCK_FLAGS_DEVICE_NO_DIRTY), flags)
+            .unwrap_err();
         assert_eq!(err.errno(), Errno::EOPNOTSUPP);
         let d = MockDriver.domain_alloc_paging(&dev(0), flags).unwrap();
-        assert_eq!(MockDriver.attach_check(&*d, &dev(MOCK_FLAGS_DEVICE_NO_DIRTY)).unwrap_err().errno(), Errno::EINVAL);
+        assert_eq!(
+            MockDriver
+                .attach_check(&*d, &dev(MOCK_FLAGS_DEVICE_NO_DIRTY))
+                .unwrap_err()
+                .errno(),
+            Errno::EINVAL
+        );
     }
 }

@@ -124,9 +124,15 @@ mod tests {
         // Aligned and big enough: 1 MiB pages.
         assert_eq!(pick_pgsize(sizes, 1 << 20, 1 << 30, 3 << 20), (1 << 20, 3));
         // Small pages up to the next 1 MiB boundary, then large ones can follow.
-        assert_eq!(pick_pgsize(sizes, (1 << 20) - 4096, (1 << 30) - 4096, 3 << 20), (2048, 2));
+        assert_eq!(
+            pick_pgsize(sizes, (1 << 20) - 4096, (1 << 30) - 4096, 3 << 20),
+            (2048, 2)
+        );
         // Differently offset addresses never use large pages.
-        assert_eq!(pick_pgsize(sizes, 1 << 20, (1 << 30) + 4096, 3 << 20), (2048, (3 << 20) / 2048));
+        assert_eq!(
+            pick_pgsize(sizes, 1 << 20, (1 << 30) + 4096, 3 << 20),
+            (2048, (3 << 20) / 2048)
+        );
         // Too short for a large page.
         assert_eq!(pick_pgsize(sizes, 1 << 20, 1 << 30, 8192), (2048, 4));
     }

@@ -88,7 +88,14 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
     }
     for (id, obj, users) in &objects {
         let want = expect_users.get(id).copied().unwrap_or(0);
-        ensure!(*users == want, "{} {} has {} users, expected {}", obj.type_name(), id, users, want);
+        ensure!(
+            *users == want,
+            "{} {} has {} users, expected {}",
+            obj.type_name(),
+            id,
+            users,
+            want
+        );
     }
 
     let mut holders: HashMap<usize, (Arc<Pages>, CountMap)> = HashMap::new();
@@ -97,25 +104,49 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
         let align = iopt.iova_alignment();
         let mask = align - 1;
         // Domains are exactly the HWPTs' domains on this IOAS.
-        let mut want: Vec<usize> = hwpts.iter().filter(|h| h.ioas.id == ioas.id).map(|h| domain_key(&h.domain)).collect();
+        let mut want: Vec<usize> = hwpts
+            .iter()
+            .filter(|h| h.ioas.id == ioas.id)
+            .map(|h| domain_key(&h.domain))
+            .collect();
         let mut have: Vec<usize> = iopt.domains().iter().map(domain_key).collect();
         want.sort_unstable();
         have.sort_unstable();
-        ensure!(want == have, "IOAS {}: domains {:?} but HWPTs {:?}", ioas.id, have, want);
+        ensure!(
+            want == have,
+            "IOAS {}: domains {:?} but HWPTs {:?}",
+            ioas.id,
+            have,
+            want
+        );
         // Alignment is what the domains and accesses need.
-        let mut need = if iopt.large_pages_disabled() { PAGE_SIZE } else { 1 };
+        let mut need = if iopt.large_pages_disabled() {
+            PAGE_SIZE
+        } else {
+            1
+        };
         for d in iopt.domains() {
             need = need.max(1 << d.pgsize_bitmap().trailing_zeros());
         }
         for (_, a) in &iopt.accesses {
             need = need.max(*a);
         }
-        ensure!(need == align, "IOAS {}: alignment {} but needs {}", ioas.id, align, need);
+        ensure!(
+            need == align,
+            "IOAS {}: alignment {} but needs {}",
+            ioas.id,
+            align,
+            need
+        );
         let reserved = iopt.reserved_union();
         for d in iopt.domains() {
             let ap = d.aperture();
             let owner = ReservedOwner::Domain(domain_key(d));
-            let mine: Vec<IovaRange> = iopt.reserved().filter(|(_, o)| **o == owner).map(|(r, _)| r).collect();
+            let mine: Vec<IovaRange> = iopt
+                .reserved()
+                .filter(|(_, o)| **o == owner)
+                .map(|(r, _)| r)
+                .collect();
             let mut outside = Vec::new();
             if ap.start != 0 {
                 outside.push(IovaRange::new(0, ap.start - 1));
@@ -123,22 +154,42 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
             if ap.last != u64::MAX {
                 outside.push(IovaRange::new(ap.last + 1, u64::MAX));
             }
-            ensure!(mine == outside, "IOAS {}: domain reservations {:?}, expected {:?}", ioas.id, mine, outside);
+            ensure!(
+                mine == outside,
+                "IOAS {}: domain reservations {:?}, expected {:?}",
+                ioas.id,
+                mine,
+                outside
+            );
         }
         let loaded = !iopt.domains().is_empty();
         let mut expected_map = Vec::new();
         for (r, area) in iopt.areas() {
-            ensure!(reserved.first_overlap(r).is_none(), "IOAS {}: area {:?} is reserved", ioas.id, r);
             ensure!(
-                r.start & mask == 0 && r.len().is_some_and(|l| l & mask == 0) && (area.start_byte % PAGE_SIZE) & mask == 0,
+                reserved.first_overlap(r).is_none(),
+                "IOAS {}: area {:?} is reserved",
+                ioas.id,
+                r
+            );
+            ensure!(
+                r.start & mask == 0
+                    && r.len().is_some_and(|l| l & mask == 0)
+                    && (area.start_byte % PAGE_SIZE) & mask == 0,
                 "IOAS {}: area {:?} not aligned to {}",
                 ioas.id,
                 r,
                 align
             );
             let idx = area.index_range(r, r);
-            ensure!(idx.last < area.pages.npages(), "IOAS {}: area {:?} beyond its pages", ioas.id, r);
-            let entry = holders.entry(Arc::as_ptr(&area.pages) as usize).or_insert_with(|| (area.pages.clone(), CountMap::new()));
+            ensure!(
+                idx.last < area.pages.npages(),
+                "IOAS {}: area {:?} beyond its pages",
+                ioas.id,
+                r
+            );
+            let entry = holders
+                .entry(Arc::as_ptr(&area.pages) as usize)
+                .or_insert_with(|| (area.pages.clone(), CountMap::new()));
             if loaded {
                 entry.1.add(idx);
                 let end = area.start_byte + (r.last - r.start) + 1;
@@ -146,7 +197,11 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                 for run in area.pages.frames(idx) {
                     let first = (index << PAGE_SHIFT).max(area.start_byte);
                     let stop = ((index + run.npages) << PAGE_SHIFT).min(end);
-                    expected_map.push((r.start + (first - area.start_byte), run.phys + (first - (index << PAGE_SHIFT)), stop - first));
+                    expected_map.push((
+                        r.start + (first - area.start_byte),
+                        run.phys + (first - (index << PAGE_SHIFT)),
+                        stop - first,
+                    ));
                     index += run.npages;
                 }
             }
@@ -156,22 +211,56 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                 .flat_map(|a| a.pinned())
                 .filter(|p| p.overlaps(&r))
                 .count() as u32;
-            ensure!(area.num_accesses == pins_here, "IOAS {}: area {:?} counts {} access pins, has {}", ioas.id, r, area.num_accesses, pins_here);
+            ensure!(
+                area.num_accesses == pins_here,
+                "IOAS {}: area {:?} counts {} access pins, has {}",
+                ioas.id,
+                r,
+                area.num_accesses,
+                pins_here
+            );
         }
         let expected_map = merge(expected_map);
         for d in iopt.domains() {
-            let Some(mock) = d.as_any().downcast_ref::<MockDomain>() else { continue };
-            ensure!(mock.warnings() == 0, "IOAS {}: mock domain warned {} times", ioas.id, mock.warnings());
-            let got = merge(mock.extents().into_iter().map(|(r, e)| (r.start, e.phys, r.last - r.start + 1)));
-            ensure!(got == expected_map, "IOAS {}: mock domain maps {:x?}, expected {:x?}", ioas.id, got, expected_map);
+            let Some(mock) = d.as_any().downcast_ref::<MockDomain>() else {
+                continue;
+            };
+            ensure!(
+                mock.warnings() == 0,
+                "IOAS {}: mock domain warned {} times",
+                ioas.id,
+                mock.warnings()
+            );
+            let got = merge(
+                mock.extents()
+                    .into_iter()
+                    .map(|(r, e)| (r.start, e.phys, r.last - r.start + 1)),
+            );
+            ensure!(
+                got == expected_map,
+                "IOAS {}: mock domain maps {:x?}, expected {:x?}",
+                ioas.id,
+                got,
+                expected_map
+            );
         }
         // Access pins hold the pages under them.
-        for a in accesses.iter().filter(|a| a.ioas().is_some_and(|i| i.id == ioas.id)) {
+        for a in accesses
+            .iter()
+            .filter(|a| a.ioas().is_some_and(|i| i.id == ioas.id))
+        {
             for p in a.pinned() {
-                let pieces = iopt.contig_starts(p).map_err(|e| format!("access {} pin {:?}: {}", a.id, p, e))?;
+                let pieces = iopt
+                    .contig_starts(p)
+                    .map_err(|e| format!("access {} pin {:?}: {}", a.id, p, e))?;
                 for (r, sub) in pieces {
-                    let (_, area) = iopt.areas().find(|(ar, _)| *ar == r).expect("area just found");
-                    let e = holders.entry(Arc::as_ptr(&area.pages) as usize).or_insert_with(|| (area.pages.clone(), CountMap::new()));
+                    let (_, area) = iopt
+                        .areas()
+                        .find(|(ar, _)| *ar == r)
+                        .expect("area just found");
+                    let e = holders
+                        .entry(Arc::as_ptr(&area.pages) as usize)
+                        .or_insert_with(|| (area.pages.clone(), CountMap::new()));
                     e.1.add(area.index_range(r, sub));
                 }
             }
@@ -181,12 +270,29 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
     for (pages, expect) in holders.values() {
         let got = pages.holder_runs();
         let want: Vec<(IovaRange, u32)> = expect.iter(IovaRange::ALL).collect();
-        ensure!(got == want, "pages {:p}: holders {:?}, expected {:?}", Arc::as_ptr(pages), got, want);
+        ensure!(
+            got == want,
+            "pages {:p}: holders {:?}, expected {:?}",
+            Arc::as_ptr(pages),
+            got,
+            want
+        );
         let held: u64 = want.iter().map(|(r, _)| r.last - r.start + 1).sum();
-        ensure!(pages.npinned() == held, "pages {:p}: {} pinned, {} held", Arc::as_ptr(pages), pages.npinned(), held);
+        ensure!(
+            pages.npinned() == held,
+            "pages {:p}: {} pinned, {} held",
+            Arc::as_ptr(pages),
+            pages.npinned(),
+            held
+        );
         for (r, _) in &want {
             let n: u64 = pages.frames(*r).iter().map(|f| f.npages).sum();
-            ensure!(n == r.last - r.start + 1, "pages {:p}: frames missing in {:?}", Arc::as_ptr(pages), r);
+            ensure!(
+                n == r.last - r.start + 1,
+                "pages {:p}: frames missing in {:?}",
+                Arc::as_ptr(pages),
+                r
+            );
         }
         summary.pinned_pages += held;
     }

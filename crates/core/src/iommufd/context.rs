@@ -84,13 +84,22 @@ impl Table {
                 self.next
             }
         };
-        self.entries.insert(id, Entry { obj: None, users: 0 });
+        self.entries.insert(
+            id,
+            Entry {
+                obj: None,
+                users: 0,
+            },
+        );
         Ok(id)
     }
 
     /// Publishes a reserved ID.
     pub fn finalize(&mut self, id: u32, obj: Object) {
-        let e = self.entries.get_mut(&id).expect("finalizing an ID that was not reserved");
+        let e = self
+            .entries
+            .get_mut(&id)
+            .expect("finalizing an ID that was not reserved");
         debug_assert!(e.obj.is_none());
         e.obj = Some(obj);
     }
@@ -98,7 +107,16 @@ impl Table {
     /// Gives a reserved ID back.
     pub fn abort(&mut self, id: u32) {
         let e = self.entries.remove(&id);
-        debug_assert!(matches!(e, Some(Entry { obj: None, users: 0 })), "aborting a published object");
+        debug_assert!(
+            matches!(
+                e,
+                Some(Entry {
+                    obj: None,
+                    users: 0
+                })
+            ),
+            "aborting a published object"
+        );
         self.release_id(id);
     }
 
@@ -142,18 +160,28 @@ impl Table {
     /// Removes `id` if it is published and unused: ENOENT, EBUSY otherwise.
     pub fn remove(&mut self, id: u32) -> Result<Object> {
         match self.entries.get(&id) {
-            Some(Entry { obj: Some(_), users: 0 }) => {}
+            Some(Entry {
+                obj: Some(_),
+                users: 0,
+            }) => {}
             Some(Entry { obj: Some(_), .. }) => return Err(Error::Busy("object in use")),
             _ => return Err(Error::NoObject { id }),
         }
-        let obj = self.entries.remove(&id).and_then(|e| e.obj).expect("entry just checked");
+        let obj = self
+            .entries
+            .remove(&id)
+            .and_then(|e| e.obj)
+            .expect("entry just checked");
         self.release_id(id);
         Ok(obj)
     }
 
     /// Every published object with its ID and users.
     pub fn objects(&self) -> Vec<(u32, Object, u32)> {
-        self.entries.iter().filter_map(|(id, e)| e.obj.clone().map(|o| (*id, o, e.users))).collect()
+        self.entries
+            .iter()
+            .filter_map(|(id, e)| e.obj.clone().map(|o| (*id, o, e.users)))
+            .collect()
     }
 
     /// Whether the table holds nothing, reserved entries included.
@@ -198,7 +226,11 @@ impl Iommufd {
 
     /// The process calling into the context.
     pub fn process(&self) -> Arc<Process> {
-        self.inner.process.lock().expect("context lock poisoned").clone()
+        self.inner
+            .process
+            .lock()
+            .expect("context lock poisoned")
+            .clone()
     }
 
     /// Makes `process` the caller of later calls (a forked child using an

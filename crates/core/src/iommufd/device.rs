@@ -19,7 +19,7 @@ use super::context::{CtxInner, Iommufd, Object};
 use super::hw_pagetable::HwptPaging;
 use super::ioas::Ioas;
 use crate::error::{Error, Result};
-use crate::iommu::{Device, IOMMU_WRITE, PagingFlags};
+use crate::iommu::{Device, PagingFlags, IOMMU_WRITE};
 use crate::mem::{FrameRun, PAGE_SIZE};
 use crate::range::IovaRange;
 use std::fmt::Debug;
@@ -52,7 +52,11 @@ impl Iommufd {
     pub fn device_bind(&self, dev: Arc<Device>) -> Result<Arc<IommufdDevice>> {
         let mut t = self.table();
         let id = t.reserve()?;
-        let idev = Arc::new(IommufdDevice { id, dev, hwpt: Mutex::new(None) });
+        let idev = Arc::new(IommufdDevice {
+            id,
+            dev,
+            hwpt: Mutex::new(None),
+        });
         t.finalize(id, Object::Device(idev.clone()));
         Ok(idev)
     }
@@ -76,7 +80,11 @@ impl Iommufd {
 
     fn auto_domain(&self, idev: &IommufdDevice, ioas: &Arc<Ioas>) -> Result<Arc<HwptPaging>> {
         let mut list = ioas.hwpts.lock().expect("IOAS HWPT list poisoned");
-        for hwpt in list.iter().filter_map(Weak::upgrade).filter(|h| h.auto_domain) {
+        for hwpt in list
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|h| h.auto_domain)
+        {
             match idev.dev.driver.attach_check(&*hwpt.domain, &idev.dev) {
                 Ok(()) => {
                     self.table().add_user(hwpt.id);
@@ -254,7 +262,10 @@ impl Access {
             self.ops.unmap(self, 0, u64::MAX);
             self.detach_from(&cur, ctx);
         }
-        debug_assert!(self.pins.lock().expect("access pins poisoned").is_empty(), "access destroyed with pins");
+        debug_assert!(
+            self.pins.lock().expect("access pins poisoned").is_empty(),
+            "access destroyed with pins"
+        );
     }
 
     fn detach_from(&self, ioas: &Arc<Ioas>, ctx: &CtxInner) {
@@ -274,7 +285,11 @@ impl Access {
 
     /// The IOAS the access is attached to.
     pub fn ioas(&self) -> Option<Arc<Ioas>> {
-        self.state.lock().expect("access lock poisoned").ioas.clone()
+        self.state
+            .lock()
+            .expect("access lock poisoned")
+            .ioas
+            .clone()
     }
 
     /// The IOVA ranges pinned through this access, one entry per pin.
@@ -306,7 +321,9 @@ impl Access {
             let aligned = area.start_byte_at(*r, sub.start) % PAGE_SIZE == 0
                 && (!not_last || area.start_byte_at(*r, r.last) % PAGE_SIZE == PAGE_SIZE - 1);
             if area.prevent_access || !aligned {
-                result = Err(Error::Invalid("access range not page aligned or being unmapped"));
+                result = Err(Error::Invalid(
+                    "access range not page aligned or being unmapped",
+                ));
                 break;
             }
             if write && area.prot & IOMMU_WRITE == 0 {
@@ -319,7 +336,9 @@ impl Access {
                 break;
             }
             frames.extend(area.pages.frames(indexes));
-            iopt.area_mut(r.start).expect("area just found").num_accesses += 1;
+            iopt.area_mut(r.start)
+                .expect("area just found")
+                .num_accesses += 1;
             done.push((*r, *sub));
         }
         if let Err(e) = result {
@@ -336,8 +355,15 @@ impl Access {
 
     /// Unpins what [`Access::pin_pages`] pinned for `[iova, iova + length)`.
     pub fn unpin_pages(&self, iova: u64, length: u64) {
-        let Some(range) = IovaRange::from_len(iova, length) else { return };
-        let ioas = self.state.lock().expect("access lock poisoned").ioas_unpin.clone();
+        let Some(range) = IovaRange::from_len(iova, length) else {
+            return;
+        };
+        let ioas = self
+            .state
+            .lock()
+            .expect("access lock poisoned")
+            .ioas_unpin
+            .clone();
         let Some(ioas) = ioas else {
             debug_assert!(false, "unpin without an IOAS");
             return;
@@ -372,7 +398,8 @@ impl Access {
         if buf.is_empty() {
             return Err(Error::Invalid("length"));
         }
-        let range = IovaRange::from_len(iova, buf.len() as u64).ok_or(Error::Overflow("IOVA + length"))?;
+        let range =
+            IovaRange::from_len(iova, buf.len() as u64).ok_or(Error::Overflow("IOVA + length"))?;
         let st = self.state.lock().expect("access lock poisoned");
         let ioas = st.ioas.clone().ok_or(Error::NoObject { id: 0 })?;
         let iopt = ioas.iopt();
@@ -385,7 +412,11 @@ impl Access {
                 return Err(Error::Perm("mapping is not writable"));
             }
             let n = (sub.last - sub.start + 1) as usize;
-            area.pages.rw(area.start_byte_at(r, sub.start), &mut buf[done..done + n], write)?;
+            area.pages.rw(
+                area.start_byte_at(r, sub.start),
+                &mut buf[done..done + n],
+                write,
+            )?;
             done += n;
             Ok(())
         })

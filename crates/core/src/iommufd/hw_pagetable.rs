@@ -60,7 +60,13 @@ impl Iommufd {
                 dev.driver.attach_check(&*domain, dev)?;
             }
             ioas.iopt().add_domain(&domain)?;
-            Ok(Arc::new(HwptPaging { id, ioas: ioas.clone(), domain, auto_domain, flags }))
+            Ok(Arc::new(HwptPaging {
+                id,
+                ioas: ioas.clone(),
+                domain,
+                auto_domain,
+                flags,
+            }))
         })();
         let mut t = self.table();
         match result {
@@ -78,7 +84,6 @@ impl Iommufd {
             }
         }
     }
-
 }
 
 impl CtxInner {

@@ -209,10 +209,15 @@ impl IoPagetable {
         let allowed: Vec<IovaRange> = if self.allowed.is_empty() {
             vec![window]
         } else {
-            self.allowed.iter().filter_map(|(r, _)| r.intersect(&window)).collect()
+            self.allowed
+                .iter()
+                .filter_map(|(r, _)| r.intersect(&window))
+                .collect()
         };
         for span in allowed {
-            let Some(start) = fit(span, length, align, page_offset) else { continue };
+            let Some(start) = fit(span, length, align, page_offset) else {
+                continue;
+            };
             let span = IovaRange::new(start, span.last);
             let reserved = self.reserved_union();
             for reserved_hole in reserved.holes_iter(span) {
@@ -243,7 +248,13 @@ impl IoPagetable {
 
     /// Maps `slices` back to back at `iova` (or at a free IOVA when `None`);
     /// returns the IOVA. Pins and fills the domains when there are any.
-    pub fn map_pages(&mut self, slices: &[PagesSlice], length: u64, iova: Option<u64>, prot: u32) -> Result<u64> {
+    pub fn map_pages(
+        &mut self,
+        slices: &[PagesSlice],
+        length: u64,
+        iova: Option<u64>,
+        prot: u32,
+    ) -> Result<u64> {
         if length == 0 || length & (self.iova_alignment - 1) != 0 {
             return Err(Error::Invalid("length not aligned"));
         }
@@ -265,8 +276,15 @@ impl IoPagetable {
             if (s.start_byte % PAGE_SIZE) & (self.iova_alignment - 1) != 0 {
                 return Err(Error::Invalid("offset in page not aligned"));
             }
-            let range = IovaRange::from_len(at, s.length).ok_or(Error::Overflow("IOVA + length"))?;
-            let area = Area { pages: s.pages.clone(), start_byte: s.start_byte, prot, num_accesses: 0, prevent_access: false };
+            let range =
+                IovaRange::from_len(at, s.length).ok_or(Error::Overflow("IOVA + length"))?;
+            let area = Area {
+                pages: s.pages.clone(),
+                start_byte: s.start_byte,
+                prot,
+                num_accesses: 0,
+                prevent_access: false,
+            };
             debug_assert!(area.index_range(range, range).last < s.pages.npages());
             new.push((range, area));
             at = at.wrapping_add(s.length);
@@ -455,8 +473,11 @@ impl IoPagetable {
 
     /// Reserves `range` for `owner`; EADDRINUSE over a mapping or an allowed range.
     pub fn reserve(&mut self, range: IovaRange, owner: ReservedOwner) -> Result<()> {
-        if self.areas.first_overlap(range).is_some() || self.allowed.first_overlap(range).is_some() {
-            return Err(Error::AddrInUse("reserved range overlaps a mapping or an allowed range"));
+        if self.areas.first_overlap(range).is_some() || self.allowed.first_overlap(range).is_some()
+        {
+            return Err(Error::AddrInUse(
+                "reserved range overlaps a mapping or an allowed range",
+            ));
         }
         inject::point("iopt reserve")?;
         self.reserved.push((range, owner));
@@ -480,7 +501,11 @@ impl IoPagetable {
     /// Recomputes the IOVA alignment from the domains, accesses and options;
     /// EADDRINUSE if existing areas do not meet a larger one.
     fn recalc_alignment(&mut self) -> Result<()> {
-        let mut align = if self.disable_large_pages { PAGE_SIZE } else { 1 };
+        let mut align = if self.disable_large_pages {
+            PAGE_SIZE
+        } else {
+            1
+        };
         for d in &self.domains {
             align = align.max(1 << d.pgsize_bitmap().trailing_zeros());
         }
@@ -500,7 +525,9 @@ impl IoPagetable {
         if self.domains.iter().any(|d| domain_key(d) == key) {
             return Err(Error::Exists);
         }
-        let align = self.iova_alignment.max(1 << domain.pgsize_bitmap().trailing_zeros());
+        let align = self
+            .iova_alignment
+            .max(1 << domain.pgsize_bitmap().trailing_zeros());
         if align > PAGE_SIZE {
             return Err(Error::Invalid("domain page size larger than a CPU page"));
         }
@@ -523,7 +550,8 @@ impl IoPagetable {
             }
         }
         let first = self.domains.is_empty();
-        let areas: Vec<(IovaRange, Area)> = self.areas.iter().map(|(r, a)| (r, a.clone())).collect();
+        let areas: Vec<(IovaRange, Area)> =
+            self.areas.iter().map(|(r, a)| (r, a.clone())).collect();
         let mut done = 0;
         let mut result = Ok(());
         for (r, a) in &areas {

@@ -59,9 +59,15 @@ pub struct MapFlags {
 
 impl MapFlags {
     /// Read and write.
-    pub const RW: MapFlags = MapFlags { readable: true, writeable: true };
+    pub const RW: MapFlags = MapFlags {
+        readable: true,
+        writeable: true,
+    };
     /// Read only.
-    pub const RO: MapFlags = MapFlags { readable: true, writeable: false };
+    pub const RO: MapFlags = MapFlags {
+        readable: true,
+        writeable: false,
+    };
 
     /// From `IOMMU_IOAS_MAP_*` flags (the FIXED_IOVA bit is the caller's).
     pub fn from_bits(flags: u32) -> MapFlags {
@@ -84,7 +90,7 @@ impl MapFlags {
 /// Rejects what the kernel rejects as EOVERFLOW before looking at anything else:
 /// values that do not fit the kernel's `unsigned long` arithmetic.
 fn check_ulong(values: &[u64]) -> Result<()> {
-    if values.iter().any(|v| *v == u64::MAX) {
+    if values.contains(&u64::MAX) {
         return Err(Error::Overflow("value does not fit"));
     }
     Ok(())
@@ -92,7 +98,12 @@ fn check_ulong(values: &[u64]) -> Result<()> {
 
 impl Ioas {
     pub(crate) fn new(id: u32) -> Ioas {
-        Ioas { id, iopt: Mutex::default(), accesses: Mutex::default(), hwpts: Mutex::default() }
+        Ioas {
+            id,
+            iopt: Mutex::default(),
+            accesses: Mutex::default(),
+            hwpts: Mutex::default(),
+        }
     }
 
     /// Locks and returns the page table.
@@ -101,7 +112,10 @@ impl Ioas {
     }
 
     pub(crate) fn add_access_ref(&self, access: &Arc<Access>) {
-        self.accesses.lock().expect("IOAS accesses poisoned").push(Arc::downgrade(access));
+        self.accesses
+            .lock()
+            .expect("IOAS accesses poisoned")
+            .push(Arc::downgrade(access));
     }
 
     pub(crate) fn remove_access_ref(&self, access: &Access) {
@@ -123,15 +137,23 @@ impl Ioas {
                 }
                 pinned
             };
-            let accesses: Vec<Arc<Access>> =
-                self.accesses.lock().expect("IOAS accesses poisoned").iter().filter_map(Weak::upgrade).collect();
+            let accesses: Vec<Arc<Access>> = self
+                .accesses
+                .lock()
+                .expect("IOAS accesses poisoned")
+                .iter()
+                .filter_map(Weak::upgrade)
+                .collect();
             for r in pinned {
                 for a in &accesses {
                     a.notify_unmap(r.start, r.last - r.start + 1);
                 }
             }
         }
-        Err(Error::Other { what: "accesses do not release their pins", errno: softiommu_uapi::Errno::EDEADLK })
+        Err(Error::Other {
+            what: "accesses do not release their pins",
+            errno: softiommu_uapi::Errno::EDEADLK,
+        })
     }
 
     /// Tears the IOAS down when its object is destroyed.
@@ -156,7 +178,10 @@ impl Iommufd {
     pub fn ioas_iova_ranges(&self, ioas_id: u32) -> Result<IovaRanges> {
         let ioas = self.get_ioas(ioas_id)?;
         let iopt = ioas.iopt();
-        Ok(IovaRanges { ranges: iopt.iova_ranges(), alignment: iopt.iova_alignment() })
+        Ok(IovaRanges {
+            ranges: iopt.iova_ranges(),
+            alignment: iopt.iova_alignment(),
+        })
     }
 
     /// `IOMMU_IOAS_ALLOW_IOVAS`: automatic IOVA allocation stays inside `ranges`
@@ -179,21 +204,47 @@ impl Iommufd {
         iopt.set_allowed(allowed)
     }
 
-    fn map_common(&self, ioas: &Ioas, pages: Arc<Pages>, start_byte: u64, length: u64, iova: Option<u64>, prot: u32) -> Result<u64> {
-        if *self.inner.account_mode.lock().expect("context lock poisoned") == AccountMode::Mm {
+    fn map_common(
+        &self,
+        ioas: &Ioas,
+        pages: Arc<Pages>,
+        start_byte: u64,
+        length: u64,
+        iova: Option<u64>,
+        prot: u32,
+    ) -> Result<u64> {
+        if *self
+            .inner
+            .account_mode
+            .lock()
+            .expect("context lock poisoned")
+            == AccountMode::Mm
+        {
             pages.set_account_mm();
         }
-        let slice = PagesSlice { pages, start_byte, length };
+        let slice = PagesSlice {
+            pages,
+            start_byte,
+            length,
+        };
         ioas.iopt().map_pages(&[slice], length, iova, prot)
     }
 
     /// `IOMMU_IOAS_MAP`: maps `length` bytes of the caller's memory at `user_va`,
     /// at `iova` or wherever there is room when `None`; returns the IOVA.
-    pub fn ioas_map(&self, ioas_id: u32, user_va: u64, length: u64, iova: Option<u64>, flags: MapFlags) -> Result<u64> {
+    pub fn ioas_map(
+        &self,
+        ioas_id: u32,
+        user_va: u64,
+        length: u64,
+        iova: Option<u64>,
+        flags: MapFlags,
+    ) -> Result<u64> {
         check_ulong(&[iova.unwrap_or(0), length])?;
         let prot = flags.prot()?;
         let ioas = self.get_ioas(ioas_id)?;
-        let (pages, start_byte) = Pages::new_user(&self.process(), user_va, length, flags.writeable)?;
+        let (pages, start_byte) =
+            Pages::new_user(&self.process(), user_va, length, flags.writeable)?;
         self.map_common(&ioas, pages, start_byte, length, iova, prot)
     }
 
@@ -211,7 +262,8 @@ impl Iommufd {
         check_ulong(&[iova.unwrap_or(0), length])?;
         let prot = flags.prot()?;
         let ioas = self.get_ioas(ioas_id)?;
-        let (pages, start_byte) = Pages::new_file(&self.process(), file, start, length, flags.writeable)?;
+        let (pages, start_byte) =
+            Pages::new_file(&self.process(), file, start, length, flags.writeable)?;
         self.map_common(&ioas, pages, start_byte, length, iova, prot)
     }
 
@@ -263,9 +315,12 @@ impl Iommufd {
                     return Err(Error::NotSupported("RLIMIT_MODE takes no object"));
                 }
                 match op {
-                    IOMMU_OPTION_OP_GET => {
-                        Ok((*self.inner.account_mode.lock().expect("context lock poisoned") == AccountMode::Mm) as u64)
-                    }
+                    IOMMU_OPTION_OP_GET => Ok((*self
+                        .inner
+                        .account_mode
+                        .lock()
+                        .expect("context lock poisoned")
+                        == AccountMode::Mm) as u64),
                     IOMMU_OPTION_OP_SET => {
                         if !self.process().cap_sys_resource() {
                             return Err(Error::Perm("RLIMIT_MODE needs CAP_SYS_RESOURCE"));
@@ -279,7 +334,11 @@ impl Iommufd {
                             1 => AccountMode::Mm,
                             _ => return Err(Error::Invalid("RLIMIT_MODE value")),
                         };
-                        *self.inner.account_mode.lock().expect("context lock poisoned") = mode;
+                        *self
+                            .inner
+                            .account_mode
+                            .lock()
+                            .expect("context lock poisoned") = mode;
                         Ok(val64)
                     }
                     _ => Err(Error::NotSupported("option op")),
@@ -330,12 +389,19 @@ impl Iommufd {
                 all.insert(Arc::as_ptr(&area.pages) as usize, area.pages.clone());
             }
         }
-        let moving: Vec<Arc<Pages>> =
-            all.into_values().filter(|p| !Arc::ptr_eq(&p.process(), &current)).collect();
+        let moving: Vec<Arc<Pages>> = all
+            .into_values()
+            .filter(|p| !Arc::ptr_eq(&p.process(), &current))
+            .collect();
         let mut charged: Vec<(AccountMode, u64)> = Vec::new();
         for mode in [AccountMode::None, AccountMode::User, AccountMode::Mm] {
-            let n: u64 = moving.iter().filter(|p| p.account_mode() == mode).map(|p| p.npinned()).sum();
-            let result = crate::inject::point("change process charge").and_then(|_| current.charge(mode, n));
+            let n: u64 = moving
+                .iter()
+                .filter(|p| p.account_mode() == mode)
+                .map(|p| p.npinned())
+                .sum();
+            let result =
+                crate::inject::point("change process charge").and_then(|_| current.charge(mode, n));
             if let Err(e) = result {
                 for (m, n) in charged {
                     current.uncharge(m, n);

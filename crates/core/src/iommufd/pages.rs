@@ -67,10 +67,24 @@ struct PagesInner {
 impl Pages {
     /// Pages over `length` bytes of `process`'s memory at `uptr`; returns the pages
     /// and the byte offset of `uptr` in them. Pins nothing.
-    pub fn new_user(process: &Arc<Process>, uptr: u64, length: u64, writable: bool) -> Result<(Arc<Pages>, u64)> {
-        uptr.checked_add(length).ok_or(Error::Overflow("user address + length"))?;
+    pub fn new_user(
+        process: &Arc<Process>,
+        uptr: u64,
+        length: u64,
+        writable: bool,
+    ) -> Result<(Arc<Pages>, u64)> {
+        uptr.checked_add(length)
+            .ok_or(Error::Overflow("user address + length"))?;
         let start_byte = uptr % PAGE_SIZE;
-        let pages = Self::new(process, Source::User { va: uptr - start_byte }, start_byte, length, writable)?;
+        let pages = Self::new(
+            process,
+            Source::User {
+                va: uptr - start_byte,
+            },
+            start_byte,
+            length,
+            writable,
+        )?;
         Ok((pages, start_byte))
     }
 
@@ -83,13 +97,27 @@ impl Pages {
         length: u64,
         writable: bool,
     ) -> Result<(Arc<Pages>, u64)> {
-        start.checked_add(length).ok_or(Error::Overflow("file offset + length"))?;
+        start
+            .checked_add(length)
+            .ok_or(Error::Overflow("file offset + length"))?;
         let start_byte = start % PAGE_SIZE;
-        let source = Source::File { file, offset: start - start_byte };
-        Ok((Self::new(process, source, start_byte, length, writable)?, start_byte))
+        let source = Source::File {
+            file,
+            offset: start - start_byte,
+        };
+        Ok((
+            Self::new(process, source, start_byte, length, writable)?,
+            start_byte,
+        ))
     }
 
-    fn new(process: &Arc<Process>, source: Source, start_byte: u64, length: u64, writable: bool) -> Result<Arc<Pages>> {
+    fn new(
+        process: &Arc<Process>,
+        source: Source,
+        start_byte: u64,
+        length: u64,
+        writable: bool,
+    ) -> Result<Arc<Pages>> {
         if length == 0 || length > u64::MAX - PAGE_SIZE {
             return Err(Error::Invalid("length"));
         }
@@ -102,7 +130,12 @@ impl Pages {
             frames: RangeMap::new(),
             npinned: 0,
         };
-        Ok(Arc::new(Pages { source, npages, writable, inner: Mutex::new(inner) }))
+        Ok(Arc::new(Pages {
+            source,
+            npages,
+            writable,
+            inner: Mutex::new(inner),
+        }))
     }
 
     fn lock(&self) -> MutexGuard<'_, PagesInner> {
@@ -175,8 +208,14 @@ impl Pages {
     fn resolve(&self, process: &Process, range: IovaRange, out: &mut Vec<FrameRun>) -> Result<()> {
         let n = range.last - range.start + 1;
         match &self.source {
-            Source::User { va } => process.space.resolve(va + (range.start << PAGE_SHIFT), n, self.writable, out),
-            Source::File { file, offset } => file.resolve(offset + (range.start << PAGE_SHIFT), n, self.writable, out),
+            Source::User { va } => {
+                process
+                    .space
+                    .resolve(va + (range.start << PAGE_SHIFT), n, self.writable, out)
+            }
+            Source::File { file, offset } => {
+                file.resolve(offset + (range.start << PAGE_SHIFT), n, self.writable, out)
+            }
         }
     }
 
@@ -203,12 +242,17 @@ impl Pages {
         inject::point("pages pin")?;
         inner.process.charge(inner.account_mode, total)?;
         let went_up = inner.holders.add(range);
-        debug_assert_eq!(went_up, runs_by_hole.iter().map(|(h, _)| *h).collect::<Vec<_>>());
+        debug_assert_eq!(
+            went_up,
+            runs_by_hole.iter().map(|(h, _)| *h).collect::<Vec<_>>()
+        );
         for (hole, runs) in runs_by_hole {
             self.pin_table(&inner.process).pin(&runs);
             let mut index = hole.start;
             for run in runs {
-                inner.frames.insert(IovaRange::new(index, index + run.npages - 1), run);
+                inner
+                    .frames
+                    .insert(IovaRange::new(index, index + run.npages - 1), run);
                 index += run.npages;
             }
         }
@@ -252,7 +296,11 @@ impl Pages {
             let run = match inner.frames.find(index) {
                 Some((r, run)) => {
                     let skip = (index - r.start) << PAGE_SHIFT;
-                    FrameRun { phys: run.phys + skip, host: run.host + skip as usize, npages: 1 }
+                    FrameRun {
+                        phys: run.phys + skip,
+                        host: run.host + skip as usize,
+                        npages: 1,
+                    }
                 }
                 None => match &self.source {
                     Source::User { va } => {
@@ -291,7 +339,10 @@ impl Pages {
 impl Drop for Pages {
     fn drop(&mut self) {
         let inner = self.inner.get_mut().map(|i| i.npinned);
-        debug_assert!(matches!(inner, Ok(0) | Err(_)), "pages dropped while pinned");
+        debug_assert!(
+            matches!(inner, Ok(0) | Err(_)),
+            "pages dropped while pinned"
+        );
     }
 }
 
@@ -331,7 +382,9 @@ fn clip_frames(frames: &RangeMap<FrameRun>, range: IovaRange) -> Vec<FrameRun> {
 fn take_frames(frames: &mut RangeMap<FrameRun>, range: IovaRange) -> Vec<FrameRun> {
     let taken = clip_frames(frames, range);
     for start in frames.overlapping_starts(range) {
-        let Some((r, run)) = frames.remove(start) else { continue };
+        let Some((r, run)) = frames.remove(start) else {
+            continue;
+        };
         if r.start < range.start {
             let (head, _) = run.split(range.start - r.start);
             frames.insert(IovaRange::new(r.start, range.start - 1), head);

@@ -143,7 +143,9 @@ impl AccessHandle {
             return Err(Error::NotSupported("access does not pin pages"));
         }
         let mut items = self.owner.items.lock().expect("selftest access poisoned");
-        let frames = self.access.pin_pages(iova, length, flags & MOCK_ACCESS_WRITE != 0)?;
+        let frames = self
+            .access
+            .pin_pages(iova, length, flags & MOCK_ACCESS_WRITE != 0)?;
         if uptr != 0 {
             let in_page = iova % PAGE_SIZE;
             if let Err(e) = self.check_pages(uptr.wrapping_sub(in_page), &frames) {
@@ -164,7 +166,10 @@ impl AccessHandle {
                 let mut got = Vec::new();
                 space.resolve(va & !(PAGE_SIZE - 1), 1, false, &mut got)?;
                 if got[0].phys != run.phys + i * PAGE_SIZE {
-                    return Err(Error::Check { what: "pinned page is not the page at uptr", errno: Errno::EBADE });
+                    return Err(Error::Check {
+                        what: "pinned page is not the page at uptr",
+                        errno: Errno::EBADE,
+                    });
                 }
                 va = va.wrapping_add(PAGE_SIZE);
             }
@@ -175,7 +180,10 @@ impl AccessHandle {
     /// `DESTROY_ACCESS_PAGES`: unpins the item `id`; ENOENT if there is none.
     pub fn destroy_pages(&self, id: u32) -> Result<()> {
         let mut items = self.owner.items.lock().expect("selftest access poisoned");
-        let i = items.iter().position(|it| it.id == id).ok_or(Error::NoObject { id })?;
+        let i = items
+            .iter()
+            .position(|it| it.id == id)
+            .ok_or(Error::NoObject { id })?;
         let item = items.swap_remove(i);
         self.access.unpin_pages(item.iova, item.length);
         Ok(())
@@ -229,22 +237,35 @@ impl Iommufd {
         }
         let stdev_id = self.table().reserve()?;
         let name = format!("iommufd_mock{}", NEXT_MOCK.fetch_add(1, Ordering::Relaxed));
-        let dev = Arc::new(Device { name, driver: mock_driver(), flags: dev_flags });
-        let bound = self.device_bind(dev).and_then(|idev| match self.device_attach(&idev, pt_id) {
-            Ok(hwpt_id) => Ok((idev, hwpt_id)),
-            Err(e) => {
-                if let Ok(obj) = self.table().remove(idev.id) {
-                    self.inner.teardown(obj);
-                }
-                Err(e)
-            }
+        let dev = Arc::new(Device {
+            name,
+            driver: mock_driver(),
+            flags: dev_flags,
         });
+        let bound = self
+            .device_bind(dev)
+            .and_then(|idev| match self.device_attach(&idev, pt_id) {
+                Ok(hwpt_id) => Ok((idev, hwpt_id)),
+                Err(e) => {
+                    if let Ok(obj) = self.table().remove(idev.id) {
+                        self.inner.teardown(obj);
+                    }
+                    Err(e)
+                }
+            });
         let mut t = self.table();
         match bound {
             Ok((idev, hwpt_id)) => {
                 t.add_user(idev.id);
-                let ids = MockDomainIds { stdev_id, hwpt_id, idev_id: idev.id };
-                t.finalize(stdev_id, Object::Selftest(Arc::new(MockDev { id: stdev_id, idev })));
+                let ids = MockDomainIds {
+                    stdev_id,
+                    hwpt_id,
+                    idev_id: idev.id,
+                };
+                t.finalize(
+                    stdev_id,
+                    Object::Selftest(Arc::new(MockDev { id: stdev_id, idev })),
+                );
                 Ok(ids)
             }
             Err(e) => {
@@ -264,15 +285,19 @@ impl Iommufd {
     /// `MD_CHECK_MAP`: checks that the mock HWPT `hwpt_id` maps
     /// `[iova, iova + length)` to the pages behind `uptr`. EINVAL on a mismatch.
     pub fn test_md_check_map(&self, hwpt_id: u32, iova: u64, length: u64, uptr: u64) -> Result<()> {
-        if iova % MOCK_IO_PAGE_SIZE != 0
-            || length % MOCK_IO_PAGE_SIZE != 0
-            || uptr % MOCK_IO_PAGE_SIZE != 0
+        if !iova.is_multiple_of(MOCK_IO_PAGE_SIZE)
+            || !length.is_multiple_of(MOCK_IO_PAGE_SIZE)
+            || !uptr.is_multiple_of(MOCK_IO_PAGE_SIZE)
             || uptr.checked_add(length).is_none()
         {
             return Err(Error::Invalid("check range not IO page aligned"));
         }
         let hwpt = self.get_hwpt_paging(hwpt_id)?;
-        let mock = hwpt.domain.as_any().downcast_ref::<MockDomain>().ok_or(Error::Invalid("not a mock domain"))?;
+        let mock = hwpt
+            .domain
+            .as_any()
+            .downcast_ref::<MockDomain>()
+            .ok_or(Error::Invalid("not a mock domain"))?;
         let space = self.process().space.clone();
         let mut at = 0;
         while at < length {
@@ -280,9 +305,14 @@ impl Iommufd {
             let mut run = Vec::new();
             space.resolve(va & !(PAGE_SIZE - 1), 1, false, &mut run)?;
             let expect = run[0].phys + va % PAGE_SIZE;
-            let got = iova.checked_add(at).and_then(|i| mock.lookup(i).map(|(r, e)| e.phys + (i - r.start)));
+            let got = iova
+                .checked_add(at)
+                .and_then(|i| mock.lookup(i).map(|(r, e)| e.phys + (i - r.start)));
             if got != Some(expect) {
-                return Err(Error::Check { what: "mock domain does not map the page", errno: Errno::EINVAL });
+                return Err(Error::Check {
+                    what: "mock domain does not map the page",
+                    errno: Errno::EINVAL,
+                });
             }
             at += MOCK_IO_PAGE_SIZE;
         }
@@ -292,7 +322,7 @@ impl Iommufd {
     /// `MD_CHECK_REFS`: checks that every page behind `[uptr, uptr + length)` is
     /// pinned exactly `refs` times. EIO on a mismatch.
     pub fn test_md_check_refs(&self, uptr: u64, length: u64, refs: u32) -> Result<()> {
-        if length % PAGE_SIZE != 0 || uptr % PAGE_SIZE != 0 {
+        if !length.is_multiple_of(PAGE_SIZE) || !uptr.is_multiple_of(PAGE_SIZE) {
             return Err(Error::Invalid("check range not page aligned"));
         }
         if length == 0 {
@@ -304,7 +334,10 @@ impl Iommufd {
         for run in runs {
             for i in 0..run.npages {
                 if space.pins().count(run.phys + i * PAGE_SIZE) != refs {
-                    return Err(Error::Check { what: "pin count differs", errno: Errno::EIO });
+                    return Err(Error::Check {
+                        what: "pin count differs",
+                        errno: Errno::EIO,
+                    });
                 }
             }
         }
@@ -323,7 +356,11 @@ impl Iommufd {
             next_id: AtomicU32::new(0),
         });
         let access = self.access_create(owner.clone())?;
-        let handle = AccessHandle { ctx: self.clone(), access, owner };
+        let handle = AccessHandle {
+            ctx: self.clone(),
+            access,
+            owner,
+        };
         self.access_attach(&handle.access, ioas_id)?;
         Ok(handle)
     }

@@ -42,7 +42,10 @@ impl HostRegion {
         if base == libc::MAP_FAILED {
             return Err(Error::NoMem("cannot reserve simulated memory"));
         }
-        Ok(HostRegion { base: base.cast(), len })
+        Ok(HostRegion {
+            base: base.cast(),
+            len,
+        })
     }
 
     /// Host address of the first byte.
@@ -96,25 +99,41 @@ pub unsafe fn copy_in(host: usize, buf: &[u8]) {
 /// Reads the calling process's memory at `va` without trusting it: an address the
 /// process does not have gives EFAULT instead of a fault in our code.
 pub fn read_self(va: u64, buf: &mut [u8]) -> Result<()> {
-    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    let remote = libc::iovec { iov_base: va as *mut libc::c_void, iov_len: buf.len() };
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: va as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
     // SAFETY: the local iovec covers `buf` exactly; the kernel checks the remote
     // one and reports a bad address as an error, never as a fault.
     let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
     if n < 0 || n as usize != buf.len() {
-        return Err(Error::Fault { addr: va.wrapping_add(n.max(0) as u64) });
+        return Err(Error::Fault {
+            addr: va.wrapping_add(n.max(0) as u64),
+        });
     }
     Ok(())
 }
 
 /// Writes the calling process's memory at `va`, EFAULT where it is not writable.
 pub fn write_self(va: u64, buf: &[u8]) -> Result<()> {
-    let local = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
-    let remote = libc::iovec { iov_base: va as *mut libc::c_void, iov_len: buf.len() };
+    let local = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: va as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
     // SAFETY: as in read_self; the local buffer is only read by the kernel.
     let n = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
     if n < 0 || n as usize != buf.len() {
-        return Err(Error::Fault { addr: va.wrapping_add(n.max(0) as u64) });
+        return Err(Error::Fault {
+            addr: va.wrapping_add(n.max(0) as u64),
+        });
     }
     Ok(())
 }

@@ -109,12 +109,19 @@ impl PinTable {
 
     /// The number of pins on the frame at `phys`.
     pub fn count(&self, phys: u64) -> u32 {
-        self.counts.lock().expect("pin table poisoned").get(phys >> PAGE_SHIFT)
+        self.counts
+            .lock()
+            .expect("pin table poisoned")
+            .get(phys >> PAGE_SHIFT)
     }
 
     /// Every run of pinned page frame numbers with its pin count.
     pub fn snapshot(&self) -> Vec<(IovaRange, u32)> {
-        self.counts.lock().expect("pin table poisoned").iter(IovaRange::ALL).collect()
+        self.counts
+            .lock()
+            .expect("pin table poisoned")
+            .iter(IovaRange::ALL)
+            .collect()
     }
 
     /// Whether any frame is pinned.
@@ -145,7 +152,8 @@ pub trait AddressSpace: Send + Sync + Debug {
 pub trait FileSource: Send + Sync + Debug {
     /// Appends the frames behind the file pages `[offset, offset + npages *
     /// PAGE_SIZE)` to `out`. Fails with EINVAL past the end of the file.
-    fn resolve(&self, offset: u64, npages: u64, write: bool, out: &mut Vec<FrameRun>) -> Result<()>;
+    fn resolve(&self, offset: u64, npages: u64, write: bool, out: &mut Vec<FrameRun>)
+        -> Result<()>;
 
     /// The pin counts of the physical memory the file's pages live in.
     fn pins(&self) -> &PinTable;

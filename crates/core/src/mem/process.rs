@@ -31,7 +31,10 @@ fn process_pins() -> &'static PinTable {
 /// The number standing for a (device, inode) in physical addresses.
 fn backing_id(dev: u64, ino: u64) -> Result<u64> {
     static IDS: OnceLock<Mutex<HashMap<(u64, u64), u64>>> = OnceLock::new();
-    let mut ids = IDS.get_or_init(Default::default).lock().expect("backing ids poisoned");
+    let mut ids = IDS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("backing ids poisoned");
     let next = ids.len() as u64 + 1;
     if next >= 1 << (64 - BACKING_SHIFT) {
         return Err(Error::NoMem("too many distinct files pinned"));
@@ -75,7 +78,10 @@ fn parse_maps(text: &str) -> Vec<Vma> {
                 write: perms.get(1) == Some(&b'w'),
                 shared: perms.get(3) == Some(&b's'),
                 offset,
-                dev: libc::makedev(u32::from_str_radix(major, 16).ok()?, u32::from_str_radix(minor, 16).ok()?),
+                dev: libc::makedev(
+                    u32::from_str_radix(major, 16).ok()?,
+                    u32::from_str_radix(minor, 16).ok()?,
+                ),
                 ino,
             })
         })
@@ -97,9 +103,12 @@ impl ProcessAddressSpace {
 
 impl AddressSpace for ProcessAddressSpace {
     fn resolve(&self, va: u64, npages: u64, write: bool, out: &mut Vec<FrameRun>) -> Result<()> {
-        let len = npages.checked_mul(PAGE_SIZE).ok_or(Error::Overflow("resolve length"))?;
+        let len = npages
+            .checked_mul(PAGE_SIZE)
+            .ok_or(Error::Overflow("resolve length"))?;
         let end = va.checked_add(len).ok_or(Error::Fault { addr: va })?;
-        let maps = std::fs::read_to_string("/proc/self/maps").map_err(|_| Error::Fault { addr: va })?;
+        let maps =
+            std::fs::read_to_string("/proc/self/maps").map_err(|_| Error::Fault { addr: va })?;
         let mut cur = va;
         for vma in parse_maps(&maps) {
             if cur >= end {
@@ -117,7 +126,14 @@ impl AddressSpace for ProcessAddressSpace {
             } else {
                 cur
             };
-            push_run(out, FrameRun { phys, host: cur as usize, npages: (piece_end - cur) >> PAGE_SHIFT });
+            push_run(
+                out,
+                FrameRun {
+                    phys,
+                    host: cur as usize,
+                    npages: (piece_end - cur) >> PAGE_SHIFT,
+                },
+            );
             cur = piece_end;
         }
         if cur < end {
@@ -160,9 +176,17 @@ impl ProcessFile {
         // SAFETY: F_DUPFD_CLOEXEC on any integer is harmless; failure is checked.
         let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
         if dup < 0 {
-            return Err(Error::Other { what: "not an open file", errno: softiommu_uapi::Errno::EBADF });
+            return Err(Error::Other {
+                what: "not an open file",
+                errno: softiommu_uapi::Errno::EBADF,
+            });
         }
-        let mut file = ProcessFile { fd: dup, dev: 0, ino: 0, maps: Mutex::default() };
+        let mut file = ProcessFile {
+            fd: dup,
+            dev: 0,
+            ino: 0,
+            maps: Mutex::default(),
+        };
         let st = file.stat()?;
         file.dev = st.st_dev;
         file.ino = st.st_ino;
@@ -177,7 +201,10 @@ impl ProcessFile {
         // SAFETY: `st` is a valid, writable stat buffer and fd is ours.
         let rc = unsafe { libc::fstat(self.fd, &mut st) };
         if rc != 0 {
-            return Err(Error::Other { what: "fstat failed", errno: softiommu_uapi::Errno::EBADF });
+            return Err(Error::Other {
+                what: "fstat failed",
+                errno: softiommu_uapi::Errno::EBADF,
+            });
         }
         Ok(st)
     }
@@ -202,17 +229,37 @@ impl Drop for ProcessFile {
 }
 
 impl FileSource for ProcessFile {
-    fn resolve(&self, offset: u64, npages: u64, write: bool, out: &mut Vec<FrameRun>) -> Result<()> {
-        let len = npages.checked_mul(PAGE_SIZE).ok_or(Error::Overflow("file range"))?;
-        let end = offset.checked_add(len).ok_or(Error::Overflow("file range"))?;
+    fn resolve(
+        &self,
+        offset: u64,
+        npages: u64,
+        write: bool,
+        out: &mut Vec<FrameRun>,
+    ) -> Result<()> {
+        let len = npages
+            .checked_mul(PAGE_SIZE)
+            .ok_or(Error::Overflow("file range"))?;
+        let end = offset
+            .checked_add(len)
+            .ok_or(Error::Overflow("file range"))?;
         let size = self.stat()?.st_size as u64;
-        if offset % PAGE_SIZE != 0 || end > size.next_multiple_of(PAGE_SIZE) {
+        if !offset.is_multiple_of(PAGE_SIZE) || end > size.next_multiple_of(PAGE_SIZE) {
             return Err(Error::Invalid("file range past the end of the file"));
         }
         let host = host::map_file(self.fd, offset, len as usize, write)
             .or_else(|_| host::map_file(self.fd, offset, len as usize, false))?;
-        self.maps.lock().expect("file maps poisoned").push((offset, host, len as usize));
-        push_run(out, FrameRun { phys: shared_phys(self.dev, self.ino, offset)?, host, npages });
+        self.maps
+            .lock()
+            .expect("file maps poisoned")
+            .push((offset, host, len as usize));
+        push_run(
+            out,
+            FrameRun {
+                phys: shared_phys(self.dev, self.ino, offset)?,
+                host,
+                npages,
+            },
+        );
         Ok(())
     }
 
@@ -244,8 +291,17 @@ mod tests {
         let buf = vec![7u8; 3 * PAGE_SIZE as usize];
         let va = (buf.as_ptr() as u64).next_multiple_of(PAGE_SIZE);
         let mut out = Vec::new();
-        ProcessAddressSpace::new().resolve(va, 1, true, &mut out).unwrap();
-        assert_eq!(out, vec![FrameRun { phys: va, host: va as usize, npages: 1 }]);
+        ProcessAddressSpace::new()
+            .resolve(va, 1, true, &mut out)
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![FrameRun {
+                phys: va,
+                host: va as usize,
+                npages: 1
+            }]
+        );
         let mut b = [0u8; 1];
         ProcessAddressSpace::new().read(va, &mut b).unwrap();
         assert_eq!(b[0], 7);

@@ -43,18 +43,31 @@ struct Object {
 impl SimMemory {
     /// A memory of `capacity` bytes (rounded down to pages), committed on use.
     pub fn new(capacity: u64) -> Result<Arc<SimMemory>> {
-        let len = usize::try_from(capacity & !(PAGE_SIZE - 1)).map_err(|_| Error::Overflow("capacity"))?;
-        Ok(Arc::new(SimMemory { region: HostRegion::new(len)?, used: Mutex::new(0), pins: PinTable::default() }))
+        let len = usize::try_from(capacity & !(PAGE_SIZE - 1))
+            .map_err(|_| Error::Overflow("capacity"))?;
+        Ok(Arc::new(SimMemory {
+            region: HostRegion::new(len)?,
+            used: Mutex::new(0),
+            pins: PinTable::default(),
+        }))
     }
 
     fn alloc(&self, npages: u64) -> Result<Object> {
-        let bytes = npages.checked_mul(PAGE_SIZE).ok_or(Error::Overflow("allocation size"))?;
+        let bytes = npages
+            .checked_mul(PAGE_SIZE)
+            .ok_or(Error::Overflow("allocation size"))?;
         let mut used = self.used.lock().expect("sim memory poisoned");
-        let end = used.checked_add(bytes).ok_or(Error::Overflow("allocation size"))?;
+        let end = used
+            .checked_add(bytes)
+            .ok_or(Error::Overflow("allocation size"))?;
         if end > self.region.len() as u64 {
             return Err(Error::NoMem("simulated memory exhausted"));
         }
-        let obj = Object { phys: SIM_PHYS_BASE + *used, host: self.region.base() + *used as usize, npages };
+        let obj = Object {
+            phys: SIM_PHYS_BASE + *used,
+            host: self.region.base() + *used as usize,
+            npages,
+        };
         *used = end;
         Ok(obj)
     }
@@ -87,7 +100,11 @@ const SIM_MMAP_BASE: u64 = 0x7f00_0000_0000;
 impl SimAddressSpace {
     /// An empty address space over `mem`.
     pub fn new(mem: &Arc<SimMemory>) -> Arc<SimAddressSpace> {
-        Arc::new(SimAddressSpace { mem: mem.clone(), vmas: RwLock::default(), next_va: Mutex::new(SIM_MMAP_BASE) })
+        Arc::new(SimAddressSpace {
+            mem: mem.clone(),
+            vmas: RwLock::default(),
+            next_va: Mutex::new(SIM_MMAP_BASE),
+        })
     }
 
     /// The physical memory behind this address space.
@@ -96,7 +113,7 @@ impl SimAddressSpace {
     }
 
     fn place(&self, va: Option<u64>, len: u64) -> Result<IovaRange> {
-        if len == 0 || len % PAGE_SIZE != 0 {
+        if len == 0 || !len.is_multiple_of(PAGE_SIZE) {
             return Err(Error::Invalid("mapping length"));
         }
         let va = match va {
@@ -106,7 +123,9 @@ impl SimAddressSpace {
                 let mut next = self.next_va.lock().expect("sim address space poisoned");
                 let va = *next;
                 // Leave a guard page between mappings, as mmap usually does.
-                *next = va.checked_add(len + PAGE_SIZE).ok_or(Error::NoMem("address space exhausted"))?;
+                *next = va
+                    .checked_add(len + PAGE_SIZE)
+                    .ok_or(Error::NoMem("address space exhausted"))?;
                 va
             }
         };
@@ -122,13 +141,19 @@ impl SimAddressSpace {
     /// Removes `range` from the VMAs, splitting those that straddle its ends.
     fn punch(vmas: &mut RangeMap<Vma>, range: IovaRange) {
         for start in vmas.overlapping_starts(range) {
-            let Some((r, v)) = vmas.remove(start) else { continue };
+            let Some((r, v)) = vmas.remove(start) else {
+                continue;
+            };
             if r.start < range.start {
                 vmas.insert(IovaRange::new(r.start, range.start - 1), v);
             }
             if r.last > range.last {
                 let skip = range.last + 1 - r.start;
-                let tail = Vma { phys: v.phys + skip, host: v.host + skip as usize, ..v };
+                let tail = Vma {
+                    phys: v.phys + skip,
+                    host: v.host + skip as usize,
+                    ..v
+                };
                 vmas.insert(IovaRange::new(range.last + 1, r.last), tail);
             }
         }
@@ -139,22 +164,42 @@ impl SimAddressSpace {
     pub fn mmap_anon(&self, va: Option<u64>, len: u64, writable: bool) -> Result<u64> {
         let range = self.place(va, len)?;
         let obj = self.mem.alloc(len >> PAGE_SHIFT)?;
-        self.install(range, Vma { phys: obj.phys, host: obj.host, writable });
+        self.install(
+            range,
+            Vma {
+                phys: obj.phys,
+                host: obj.host,
+                writable,
+            },
+        );
         Ok(range.start)
     }
 
     /// Maps `len` bytes of `file` from `offset` shared (as `mmap(MAP_SHARED)` of a
     /// memfd); returns the address.
-    pub fn mmap_file(&self, va: Option<u64>, file: &SimFile, offset: u64, len: u64, writable: bool) -> Result<u64> {
-        if offset % PAGE_SIZE != 0 {
+    pub fn mmap_file(
+        &self,
+        va: Option<u64>,
+        file: &SimFile,
+        offset: u64,
+        len: u64,
+        writable: bool,
+    ) -> Result<u64> {
+        if !offset.is_multiple_of(PAGE_SIZE) {
             return Err(Error::Invalid("file offset"));
         }
-        let end = offset.checked_add(len).ok_or(Error::Overflow("file range"))?;
+        let end = offset
+            .checked_add(len)
+            .ok_or(Error::Overflow("file range"))?;
         if end > file.obj.npages << PAGE_SHIFT {
             return Err(Error::Invalid("beyond the file's capacity"));
         }
         let range = self.place(va, len)?;
-        let vma = Vma { phys: file.obj.phys + offset, host: file.obj.host + offset as usize, writable };
+        let vma = Vma {
+            phys: file.obj.phys + offset,
+            host: file.obj.host + offset as usize,
+            writable,
+        };
         self.install(range, vma);
         Ok(range.start)
     }
@@ -162,12 +207,21 @@ impl SimAddressSpace {
     /// Unmaps `[va, va + len)`. Pinned frames stay reachable through their pins.
     pub fn munmap(&self, va: u64, len: u64) -> Result<()> {
         let range = IovaRange::from_len(va, len).ok_or(Error::Invalid("munmap range"))?;
-        Self::punch(&mut self.vmas.write().expect("sim address space poisoned"), range);
+        Self::punch(
+            &mut self.vmas.write().expect("sim address space poisoned"),
+            range,
+        );
         Ok(())
     }
 
     /// Walks `[va, va + len)` calling `f(host, len)` per VMA piece.
-    fn walk(&self, va: u64, len: u64, write: bool, mut f: impl FnMut(usize, u64, u64)) -> Result<()> {
+    fn walk(
+        &self,
+        va: u64,
+        len: u64,
+        write: bool,
+        mut f: impl FnMut(usize, u64, u64),
+    ) -> Result<()> {
         if len == 0 {
             return Ok(());
         }
@@ -192,9 +246,18 @@ impl SimAddressSpace {
 
 impl AddressSpace for SimAddressSpace {
     fn resolve(&self, va: u64, npages: u64, write: bool, out: &mut Vec<FrameRun>) -> Result<()> {
-        let len = npages.checked_mul(PAGE_SIZE).ok_or(Error::Overflow("resolve length"))?;
+        let len = npages
+            .checked_mul(PAGE_SIZE)
+            .ok_or(Error::Overflow("resolve length"))?;
         self.walk(va, len, write, |host, phys, len| {
-            push_run(out, FrameRun { phys, host, npages: len >> PAGE_SHIFT })
+            push_run(
+                out,
+                FrameRun {
+                    phys,
+                    host,
+                    npages: len >> PAGE_SHIFT,
+                },
+            )
         })
     }
 
@@ -254,7 +317,11 @@ impl SimFile {
     pub fn new(mem: &Arc<SimMemory>, capacity: u64, size: u64) -> Result<Arc<SimFile>> {
         let npages = capacity.div_ceil(PAGE_SIZE);
         let obj = mem.alloc(npages)?;
-        let file = SimFile { mem: mem.clone(), obj, size: AtomicU64::new(0) };
+        let file = SimFile {
+            mem: mem.clone(),
+            obj,
+            size: AtomicU64::new(0),
+        };
         file.truncate(size)?;
         Ok(Arc::new(file))
     }
@@ -275,14 +342,31 @@ impl SimFile {
 }
 
 impl FileSource for SimFile {
-    fn resolve(&self, offset: u64, npages: u64, _write: bool, out: &mut Vec<FrameRun>) -> Result<()> {
-        let len = npages.checked_mul(PAGE_SIZE).ok_or(Error::Overflow("file range"))?;
-        let end = offset.checked_add(len).ok_or(Error::Overflow("file range"))?;
+    fn resolve(
+        &self,
+        offset: u64,
+        npages: u64,
+        _write: bool,
+        out: &mut Vec<FrameRun>,
+    ) -> Result<()> {
+        let len = npages
+            .checked_mul(PAGE_SIZE)
+            .ok_or(Error::Overflow("file range"))?;
+        let end = offset
+            .checked_add(len)
+            .ok_or(Error::Overflow("file range"))?;
         // Pages wholly or partly inside the file can be pinned, as memfd's can.
-        if offset % PAGE_SIZE != 0 || end > self.size().next_multiple_of(PAGE_SIZE) {
+        if !offset.is_multiple_of(PAGE_SIZE) || end > self.size().next_multiple_of(PAGE_SIZE) {
             return Err(Error::Invalid("file range past the end of the file"));
         }
-        push_run(out, FrameRun { phys: self.obj.phys + offset, host: self.obj.host + offset as usize, npages });
+        push_run(
+            out,
+            FrameRun {
+                phys: self.obj.phys + offset,
+                host: self.obj.host + offset as usize,
+                npages,
+            },
+        );
         Ok(())
     }
 
@@ -300,8 +384,12 @@ mod tests {
         let mem = SimMemory::new(1 << 30).unwrap();
         let space = SimAddressSpace::new(&mem);
         let file = SimFile::new(&mem, 8 * PAGE_SIZE, 8 * PAGE_SIZE).unwrap();
-        let a = space.mmap_file(None, &file, 0, 8 * PAGE_SIZE, true).unwrap();
-        let b = space.mmap_file(None, &file, 2 * PAGE_SIZE, 4 * PAGE_SIZE, true).unwrap();
+        let a = space
+            .mmap_file(None, &file, 0, 8 * PAGE_SIZE, true)
+            .unwrap();
+        let b = space
+            .mmap_file(None, &file, 2 * PAGE_SIZE, 4 * PAGE_SIZE, true)
+            .unwrap();
         let (mut ra, mut rb, mut rf) = (Vec::new(), Vec::new(), Vec::new());
         space.resolve(a + 2 * PAGE_SIZE, 1, false, &mut ra).unwrap();
         space.resolve(b, 1, false, &mut rb).unwrap();
@@ -321,9 +409,16 @@ mod tests {
         let a = space.mmap_anon(None, 4 * PAGE_SIZE, true).unwrap();
         space.munmap(a + PAGE_SIZE, PAGE_SIZE).unwrap();
         let mut out = Vec::new();
-        assert_eq!(space.resolve(a, 4, false, &mut out), Err(Error::Fault { addr: a + PAGE_SIZE }));
+        assert_eq!(
+            space.resolve(a, 4, false, &mut out),
+            Err(Error::Fault {
+                addr: a + PAGE_SIZE
+            })
+        );
         out.clear();
-        space.resolve(a + 2 * PAGE_SIZE, 2, false, &mut out).unwrap();
+        space
+            .resolve(a + 2 * PAGE_SIZE, 2, false, &mut out)
+            .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].npages, 2);
         let ro = space.mmap_anon(None, PAGE_SIZE, false).unwrap();
