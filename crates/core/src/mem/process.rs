@@ -10,14 +10,18 @@
 //!
 //! Mappings are read from `/proc/self/maps` on every resolve, so the answer is
 //! right even after the program remaps its memory. The host address of a frame is
-//! its current virtual address (private and shared mappings) or a mapping of the
-//! file made for the pin (files pinned by offset).
+//! its current virtual address (private and shared mappings) or an address in our
+//! own mapping of the file, made in 64 MiB windows on first use (files pinned by
+//! offset).
 
 use super::host;
 use super::{push_run, AddressSpace, FileSource, FrameRun, PinTable, PAGE_SHIFT, PAGE_SIZE};
 use crate::error::{Error, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Size of the windows a pinned file is mapped in.
+const FILE_WINDOW: u64 = 64 << 20;
 
 /// Bits of a physical address that hold the offset within its backing.
 const BACKING_SHIFT: u32 = 48;
@@ -164,9 +168,10 @@ pub struct ProcessFile {
     fd: i32,
     dev: u64,
     ino: u64,
-    /// Host mappings made for pins: (offset, host, len), never unmapped while the
-    /// file lives, so a pinned page stays reachable.
-    maps: Mutex<Vec<(u64, usize, usize)>>,
+    /// Host mappings of the file by window number: (host address, writable). Made
+    /// on first use and kept while the file lives, so a pinned page stays
+    /// reachable and repeated pins cost no new mappings.
+    windows: Mutex<BTreeMap<u64, (usize, bool)>>,
 }
 
 impl ProcessFile {
@@ -185,7 +190,7 @@ impl ProcessFile {
             fd: dup,
             dev: 0,
             ino: 0,
-            maps: Mutex::default(),
+            windows: Mutex::default(),
         };
         let st = file.stat()?;
         file.dev = st.st_dev;
@@ -212,12 +217,17 @@ impl ProcessFile {
 
 impl Drop for ProcessFile {
     fn drop(&mut self) {
-        for &(_, host, len) in self.maps.get_mut().expect("file maps poisoned").iter() {
+        for &(host, _) in self
+            .windows
+            .get_mut()
+            .expect("file windows poisoned")
+            .values()
+        {
             #[allow(unsafe_code)]
-            // SAFETY: the mappings were made by host::map_file and, with the file
+            // SAFETY: the windows were made by host::map_file and, with the file
             // gone, no pin refers to them any more.
             unsafe {
-                host::unmap(host, len)
+                host::unmap(host, FILE_WINDOW as usize)
             };
         }
         #[allow(unsafe_code)]
@@ -246,20 +256,33 @@ impl FileSource for ProcessFile {
         if !offset.is_multiple_of(PAGE_SIZE) || end > size.next_multiple_of(PAGE_SIZE) {
             return Err(Error::Invalid("file range past the end of the file"));
         }
-        let host = host::map_file(self.fd, offset, len as usize, write)
-            .or_else(|_| host::map_file(self.fd, offset, len as usize, false))?;
-        self.maps
-            .lock()
-            .expect("file maps poisoned")
-            .push((offset, host, len as usize));
-        push_run(
-            out,
-            FrameRun {
-                phys: shared_phys(self.dev, self.ino, offset)?,
-                host,
-                npages,
-            },
-        );
+        let mut windows = self.windows.lock().expect("file windows poisoned");
+        let mut at = offset;
+        while at < end {
+            let w = at / FILE_WINDOW;
+            let (host, writable) = match windows.get(&w) {
+                Some(&m) => m,
+                None => {
+                    let m = host::map_file(self.fd, w * FILE_WINDOW, FILE_WINDOW as usize, true)
+                        .map(|h| (h, true))
+                        .or_else(|_| {
+                            host::map_file(self.fd, w * FILE_WINDOW, FILE_WINDOW as usize, false)
+                                .map(|h| (h, false))
+                        })?;
+                    windows.insert(w, m);
+                    m
+                }
+            };
+            if write && !writable {
+                return Err(Error::Perm("file is not open for writing"));
+            }
+            let piece_end = end.min((w + 1) * FILE_WINDOW);
+            let host = host + (at - w * FILE_WINDOW) as usize;
+            let phys = shared_phys(self.dev, self.ino, at)?;
+            let npages = (piece_end - at) / PAGE_SIZE;
+            push_run(out, FrameRun { phys, host, npages });
+            at = piece_end;
+        }
         Ok(())
     }
 
@@ -306,5 +329,38 @@ mod tests {
         ProcessAddressSpace::new().read(va, &mut b).unwrap();
         assert_eq!(b[0], 7);
         assert!(ProcessAddressSpace::new().read(8, &mut b).is_err());
+    }
+
+    #[test]
+    fn memfd_pages_have_one_identity() {
+        #[allow(unsafe_code)]
+        // SAFETY: plain libc calls on a fresh memfd and a mapping of it that this
+        // test owns; results are checked.
+        unsafe {
+            let fd = libc::memfd_create(c"softiommu-test".as_ptr(), 0);
+            assert!(fd >= 0);
+            assert_eq!(libc::ftruncate(fd, 4 * PAGE_SIZE as i64), 0);
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                4 * PAGE_SIZE as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            *(p as *mut u8).add(PAGE_SIZE as usize) = 42;
+            let file = ProcessFile::from_fd(fd).unwrap();
+            let (mut by_va, mut by_off) = (Vec::new(), Vec::new());
+            ProcessAddressSpace::new()
+                .resolve(p as u64 + PAGE_SIZE, 1, true, &mut by_va)
+                .unwrap();
+            file.resolve(PAGE_SIZE, 1, true, &mut by_off).unwrap();
+            assert_eq!(by_va[0].phys, by_off[0].phys);
+            assert_eq!(*(by_off[0].host as *const u8), 42);
+            assert!(file.resolve(4 * PAGE_SIZE, 1, false, &mut by_off).is_err());
+            libc::munmap(p, 4 * PAGE_SIZE as usize);
+            libc::close(fd);
+        }
     }
 }
