@@ -32,12 +32,11 @@ pub struct HwptPaging {
 
 impl HwptPaging {
     pub(crate) fn destroy(&self, ctx: &CtxInner) {
+        // The HWPT list before the page table, as attach takes them.
+        let mut list = self.ioas.hwpts.lock().expect("IOAS HWPT list poisoned");
+        list.retain(|h| h.upgrade().is_some_and(|h| h.id != self.id));
         self.ioas.iopt().remove_domain(&self.domain);
-        self.ioas
-            .hwpts
-            .lock()
-            .expect("IOAS HWPT list poisoned")
-            .retain(|h| h.upgrade().is_some_and(|h| h.id != self.id));
+        drop(list);
         ctx.table().remove_user(self.ioas.id);
     }
 }
