@@ -15,7 +15,7 @@ use super::io_pagetable::{IoPagetable, PagesSlice, ReservedOwner};
 use super::pages::Pages;
 use crate::error::{Error, Result};
 use crate::iommu::{IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE};
-use crate::mem::{AccountMode, FileSource};
+use crate::mem::{AccountMode, FileSource, Process};
 use crate::range::{IovaRange, RangeMap};
 use softiommu_uapi::iommufd::{
     IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_OPTION_HUGE_PAGES,
@@ -204,15 +204,20 @@ impl Iommufd {
         iopt.set_allowed(allowed)
     }
 
-    fn map_common(
+    /// The common part of `IOMMU_IOAS_MAP` and `IOMMU_IOAS_MAP_FILE`: checks in the
+    /// kernel's order, makes the pages with `make` and maps them.
+    fn map_new(
         &self,
-        ioas: &Ioas,
-        pages: Arc<Pages>,
-        start_byte: u64,
+        ioas_id: u32,
         length: u64,
         iova: Option<u64>,
-        prot: u32,
+        flags: MapFlags,
+        make: impl FnOnce(&Arc<Process>, bool) -> Result<(Arc<Pages>, u64)>,
     ) -> Result<u64> {
+        check_ulong(&[iova.unwrap_or(0), length])?;
+        let prot = flags.prot()?;
+        let ioas = self.get_ioas(ioas_id)?;
+        let (pages, start_byte) = make(&self.process(), flags.writeable)?;
         if *self
             .inner
             .account_mode
@@ -240,12 +245,9 @@ impl Iommufd {
         iova: Option<u64>,
         flags: MapFlags,
     ) -> Result<u64> {
-        check_ulong(&[iova.unwrap_or(0), length])?;
-        let prot = flags.prot()?;
-        let ioas = self.get_ioas(ioas_id)?;
-        let (pages, start_byte) =
-            Pages::new_user(&self.process(), user_va, length, flags.writeable)?;
-        self.map_common(&ioas, pages, start_byte, length, iova, prot)
+        self.map_new(ioas_id, length, iova, flags, |p, w| {
+            Pages::new_user(p, user_va, length, w)
+        })
     }
 
     /// `IOMMU_IOAS_MAP_FILE`: maps `length` bytes of `file` from `start`; returns
@@ -259,12 +261,9 @@ impl Iommufd {
         iova: Option<u64>,
         flags: MapFlags,
     ) -> Result<u64> {
-        check_ulong(&[iova.unwrap_or(0), length])?;
-        let prot = flags.prot()?;
-        let ioas = self.get_ioas(ioas_id)?;
-        let (pages, start_byte) =
-            Pages::new_file(&self.process(), file, start, length, flags.writeable)?;
-        self.map_common(&ioas, pages, start_byte, length, iova, prot)
+        self.map_new(ioas_id, length, iova, flags, |p, w| {
+            Pages::new_file(p, file, start, length, w)
+        })
     }
 
     /// `IOMMU_IOAS_COPY`: maps in `dst` the pages `src` maps at

@@ -79,6 +79,20 @@ pub fn push_run(out: &mut Vec<FrameRun>, run: FrameRun) {
     out.push(run);
 }
 
+/// Checks that the file pages `[offset, offset + npages * PAGE_SIZE)` lie in a
+/// file of `size` bytes (a page partly inside counts, as memfd's do); returns the
+/// end offset. EINVAL past the end, EOVERFLOW on overflow.
+pub fn file_range_end(offset: u64, npages: u64, size: u64) -> Result<u64> {
+    let end = npages
+        .checked_mul(PAGE_SIZE)
+        .and_then(|len| offset.checked_add(len))
+        .ok_or(Error::Overflow("file range"))?;
+    if !offset.is_multiple_of(PAGE_SIZE) || end > size.next_multiple_of(PAGE_SIZE) {
+        return Err(Error::Invalid("file range past the end of the file"));
+    }
+    Ok(end)
+}
+
 /// Pin counts of one physical memory, by page frame number.
 #[derive(Debug, Default)]
 pub struct PinTable {

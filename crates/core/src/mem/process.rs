@@ -15,7 +15,9 @@
 //! offset).
 
 use super::host;
-use super::{push_run, AddressSpace, FileSource, FrameRun, PinTable, PAGE_SHIFT, PAGE_SIZE};
+use super::{
+    file_range_end, push_run, AddressSpace, FileSource, FrameRun, PinTable, PAGE_SHIFT, PAGE_SIZE,
+};
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -246,16 +248,7 @@ impl FileSource for ProcessFile {
         write: bool,
         out: &mut Vec<FrameRun>,
     ) -> Result<()> {
-        let len = npages
-            .checked_mul(PAGE_SIZE)
-            .ok_or(Error::Overflow("file range"))?;
-        let end = offset
-            .checked_add(len)
-            .ok_or(Error::Overflow("file range"))?;
-        let size = self.stat()?.st_size as u64;
-        if !offset.is_multiple_of(PAGE_SIZE) || end > size.next_multiple_of(PAGE_SIZE) {
-            return Err(Error::Invalid("file range past the end of the file"));
-        }
+        let end = file_range_end(offset, npages, self.stat()?.st_size as u64)?;
         let mut windows = self.windows.lock().expect("file windows poisoned");
         let mut at = offset;
         while at < end {

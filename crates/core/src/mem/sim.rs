@@ -13,7 +13,9 @@
 //! pins do.
 
 use super::host::{self, HostRegion};
-use super::{push_run, AddressSpace, FileSource, FrameRun, PinTable, PAGE_SHIFT, PAGE_SIZE};
+use super::{
+    file_range_end, push_run, AddressSpace, FileSource, FrameRun, PinTable, PAGE_SHIFT, PAGE_SIZE,
+};
 use crate::error::{Error, Result};
 use crate::range::{IovaRange, RangeMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -349,16 +351,7 @@ impl FileSource for SimFile {
         _write: bool,
         out: &mut Vec<FrameRun>,
     ) -> Result<()> {
-        let len = npages
-            .checked_mul(PAGE_SIZE)
-            .ok_or(Error::Overflow("file range"))?;
-        let end = offset
-            .checked_add(len)
-            .ok_or(Error::Overflow("file range"))?;
-        // Pages wholly or partly inside the file can be pinned, as memfd's can.
-        if !offset.is_multiple_of(PAGE_SIZE) || end > self.size().next_multiple_of(PAGE_SIZE) {
-            return Err(Error::Invalid("file range past the end of the file"));
-        }
+        file_range_end(offset, npages, self.size())?;
         push_run(
             out,
             FrameRun {
