@@ -232,7 +232,8 @@ impl Iommufd {
             start_byte,
             length,
         };
-        ioas.iopt().map_pages(&[slice], length, iova, prot)
+        let mapped = ioas.iopt().map_pages(&[slice], length, iova, prot);
+        mapped
     }
 
     /// `IOMMU_IOAS_MAP`: maps `length` bytes of the caller's memory at `user_va`,
