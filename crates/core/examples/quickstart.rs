@@ -26,7 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let ranges = ctx.ioas_iova_ranges(ioas)?;
     for r in &ranges.ranges {
-        println!("IOMMU_IOAS_IOVA_RANGES      -> [{:#x}, {:#x}] alignment {}", r.start, r.last, ranges.alignment);
+        println!(
+            "IOMMU_IOAS_IOVA_RANGES      -> [{:#x}, {:#x}] alignment {}",
+            r.start, r.last, ranges.alignment
+        );
     }
 
     // A page-aligned buffer of four pages with a recognisable pattern.
@@ -40,26 +43,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let va = buf.as_ptr() as u64;
 
     let iova = ctx.ioas_map(ioas, va, len as u64, None, MapFlags::RW)?;
-    println!("IOMMU_IOAS_MAP              -> {len:#x} bytes at va {va:#x} mapped at iova {iova:#x}");
+    println!(
+        "IOMMU_IOAS_MAP              -> {len:#x} bytes at va {va:#x} mapped at iova {iova:#x}"
+    );
     ctx.test_md_check_map(dev.hwpt_id, iova, len as u64, va)?;
-    println!("IOMMU_TEST_OP_MD_CHECK_MAP  -> the mock domain translates every IO page to the buffer");
+    println!(
+        "IOMMU_TEST_OP_MD_CHECK_MAP  -> the mock domain translates every IO page to the buffer"
+    );
     ctx.test_md_check_refs(va, len as u64, 1)?;
-    println!("IOMMU_TEST_OP_MD_CHECK_REFS -> every page pinned once; VmPin {} pages", process.pinned_vm());
+    println!(
+        "IOMMU_TEST_OP_MD_CHECK_REFS -> every page pinned once; VmPin {} pages",
+        process.pinned_vm()
+    );
 
     let access = ctx.test_create_access(ioas, MOCK_ACCESS_CREATE_NEEDS_PIN_PAGES)?;
     let mut readback = vec![0u8; 64];
     access.access().rw(iova + PAGE_SIZE, &mut readback, false)?;
-    assert_eq!(&readback[..], &buf[PAGE_SIZE as usize..PAGE_SIZE as usize + 64]);
-    println!("IOMMU_TEST_OP_ACCESS_RW     -> read 64 bytes at iova {:#x}: {:02x?}...", iova + PAGE_SIZE, &readback[..8]);
+    assert_eq!(
+        &readback[..],
+        &buf[PAGE_SIZE as usize..PAGE_SIZE as usize + 64]
+    );
+    println!(
+        "IOMMU_TEST_OP_ACCESS_RW     -> read 64 bytes at iova {:#x}: {:02x?}...",
+        iova + PAGE_SIZE,
+        &readback[..8]
+    );
     drop(access);
 
     check(&ctx).map_err(|e| format!("consistency check failed: {e}"))?;
     let unmapped = ctx.ioas_unmap(ioas, iova, len as u64)?;
-    println!("IOMMU_IOAS_UNMAP            -> {unmapped:#x} bytes unmapped; VmPin {} pages", process.pinned_vm());
+    println!(
+        "IOMMU_IOAS_UNMAP            -> {unmapped:#x} bytes unmapped; VmPin {} pages",
+        process.pinned_vm()
+    );
     ctx.test_md_check_refs(va, len as u64, 0)?;
 
     ctx.destroy(dev.stdev_id)?;
     ctx.destroy(ioas)?;
-    println!("IOMMU_DESTROY               -> device and ioas destroyed; {} objects left", ctx.objects().len());
+    println!(
+        "IOMMU_DESTROY               -> device and ioas destroyed; {} objects left",
+        ctx.objects().len()
+    );
     Ok(())
 }

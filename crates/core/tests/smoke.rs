@@ -22,9 +22,12 @@ fn map_with_domain_pins_and_checks() {
     assert_eq!(r.ranges[0].last, MOCK_APERTURE_LAST);
     assert_eq!(r.alignment, 2048);
     let buf = space.mmap_anon(None, 16 * PAGE_SIZE, true).unwrap();
-    let iova = ctx.ioas_map(ioas, buf, 16 * PAGE_SIZE, None, MapFlags::RW).unwrap();
+    let iova = ctx
+        .ioas_map(ioas, buf, 16 * PAGE_SIZE, None, MapFlags::RW)
+        .unwrap();
     check(&ctx).unwrap();
-    ctx.test_md_check_map(ids.hwpt_id, iova, 16 * PAGE_SIZE, buf).unwrap();
+    ctx.test_md_check_map(ids.hwpt_id, iova, 16 * PAGE_SIZE, buf)
+        .unwrap();
     ctx.test_md_check_refs(buf, 16 * PAGE_SIZE, 1).unwrap();
     assert_eq!(proc_.pinned_vm(), 16);
     let acc = ctx.test_create_access(ioas, 1).unwrap();
@@ -32,7 +35,10 @@ fn map_with_domain_pins_and_checks() {
     check(&ctx).unwrap();
     ctx.test_md_check_refs(buf, 16 * PAGE_SIZE, 1).unwrap();
     assert_eq!(ctx.destroy(ioas).unwrap_err().errno(), Errno::EBUSY);
-    assert_eq!(ctx.ioas_unmap(ioas, iova, 16 * PAGE_SIZE).unwrap(), 16 * PAGE_SIZE);
+    assert_eq!(
+        ctx.ioas_unmap(ioas, iova, 16 * PAGE_SIZE).unwrap(),
+        16 * PAGE_SIZE
+    );
     assert!(acc.destroy_pages(id).is_err());
     check(&ctx).unwrap();
     ctx.test_md_check_refs(buf, 16 * PAGE_SIZE, 0).unwrap();
