@@ -276,6 +276,11 @@ impl IoPagetable {
             if (s.start_byte % PAGE_SIZE) & (self.iova_alignment - 1) != 0 {
                 return Err(Error::Invalid("offset in page not aligned"));
             }
+            // A copy's slices end where the source areas end; in a table with a
+            // larger alignment than the source's, a slice may start unaligned.
+            if at & (self.iova_alignment - 1) != 0 {
+                return Err(Error::Invalid("slice IOVA not aligned"));
+            }
             let range =
                 IovaRange::from_len(at, s.length).ok_or(Error::Overflow("IOVA + length"))?;
             let area = Area {

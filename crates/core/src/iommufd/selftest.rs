@@ -200,6 +200,8 @@ impl AccessHandle {
         }
         let write = flags & MOCK_ACCESS_WRITE != 0;
         let space = self.ctx.process().space.clone();
+        // The kernel's selftest allocates its bounce buffer here; that can fail.
+        crate::inject::point("access rw buffer")?;
         let mut buf = vec![0u8; length as usize];
         if write {
             space.read(uptr, &mut buf)?;
