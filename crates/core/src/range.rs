@@ -67,15 +67,47 @@ impl IovaRange {
 }
 
 /// Non-overlapping inclusive ranges, each with a value, ordered by start.
+///
+/// Small maps (most of them: the frames of one mapping, its pin holders) live in a
+/// sorted vector sized to fit, and become a B-tree once they grow past
+/// [`SMALL_MAX`] entries, so that a map of one range costs one small allocation
+/// and a map of a million ranges stays logarithmic.
 #[derive(Clone, Debug)]
 pub struct RangeMap<V> {
-    map: BTreeMap<u64, (u64, V)>,
+    repr: Repr<V>,
+}
+
+/// The most entries a [`RangeMap`] keeps in its vector form.
+pub const SMALL_MAX: usize = 8;
+
+#[derive(Clone, Debug)]
+enum Repr<V> {
+    /// Sorted by start: (start, last, value).
+    Small(Vec<(u64, u64, V)>),
+    Tree(BTreeMap<u64, (u64, V)>),
+}
+
+/// One of two iterators.
+enum Either<A, B> {
+    A(A),
+    B(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::A(a) => a.next(),
+            Either::B(b) => b.next(),
+        }
+    }
 }
 
 impl<V> Default for RangeMap<V> {
     fn default() -> Self {
         RangeMap {
-            map: BTreeMap::new(),
+            repr: Repr::Small(Vec::new()),
         }
     }
 }
@@ -88,49 +120,96 @@ impl<V> RangeMap<V> {
 
     /// Number of ranges.
     pub fn len(&self) -> usize {
-        self.map.len()
+        match &self.repr {
+            Repr::Small(v) => v.len(),
+            Repr::Tree(t) => t.len(),
+        }
     }
 
     /// Whether there are no ranges.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Inserts a range; it must not overlap any range already present.
     pub fn insert(&mut self, range: IovaRange, value: V) {
         debug_assert!(self.first_overlap(range).is_none(), "overlapping insert");
-        self.map.insert(range.start, (range.last, value));
+        match &mut self.repr {
+            Repr::Small(v) if v.len() < SMALL_MAX => {
+                let at = v.partition_point(|e| e.0 < range.start);
+                v.reserve_exact(1);
+                v.insert(at, (range.start, range.last, value));
+            }
+            Repr::Small(v) => {
+                let mut tree: BTreeMap<u64, (u64, V)> =
+                    v.drain(..).map(|(s, l, x)| (s, (l, x))).collect();
+                tree.insert(range.start, (range.last, value));
+                self.repr = Repr::Tree(tree);
+            }
+            Repr::Tree(t) => {
+                t.insert(range.start, (range.last, value));
+            }
+        }
+    }
+
+    fn small_index(v: &[(u64, u64, V)], start: u64) -> Option<usize> {
+        v.binary_search_by_key(&start, |e| e.0).ok()
     }
 
     /// Removes the range that starts at `start`.
     pub fn remove(&mut self, start: u64) -> Option<(IovaRange, V)> {
-        self.map
-            .remove(&start)
-            .map(|(last, v)| (IovaRange { start, last }, v))
+        match &mut self.repr {
+            Repr::Small(v) => {
+                let (s, l, x) = v.remove(Self::small_index(v, start)?);
+                if v.is_empty() {
+                    *v = Vec::new();
+                }
+                Some((IovaRange::new(s, l), x))
+            }
+            Repr::Tree(t) => t
+                .remove(&start)
+                .map(|(last, x)| (IovaRange { start, last }, x)),
+        }
     }
 
     /// The range starting exactly at `start`.
     pub fn get(&self, start: u64) -> Option<(IovaRange, &V)> {
-        self.map
-            .get(&start)
-            .map(|(last, v)| (IovaRange { start, last: *last }, v))
+        match &self.repr {
+            Repr::Small(v) => {
+                let e = &v[Self::small_index(v, start)?];
+                Some((IovaRange::new(e.0, e.1), &e.2))
+            }
+            Repr::Tree(t) => t
+                .get(&start)
+                .map(|(last, x)| (IovaRange { start, last: *last }, x)),
+        }
     }
 
     /// Mutable access to the value of the range starting exactly at `start`.
     pub fn get_mut(&mut self, start: u64) -> Option<&mut V> {
-        self.map.get_mut(&start).map(|(_, v)| v)
+        match &mut self.repr {
+            Repr::Small(v) => {
+                let i = Self::small_index(v, start)?;
+                Some(&mut v[i].2)
+            }
+            Repr::Tree(t) => t.get_mut(&start).map(|(_, x)| x),
+        }
     }
 
     /// The range containing `addr`.
     pub fn find(&self, addr: u64) -> Option<(IovaRange, &V)> {
-        let (start, (last, v)) = self.map.range(..=addr).next_back()?;
-        (*last >= addr).then_some((
-            IovaRange {
-                start: *start,
-                last: *last,
-            },
-            v,
-        ))
+        let (r, x) = match &self.repr {
+            Repr::Small(v) => {
+                let i = v.partition_point(|e| e.0 <= addr).checked_sub(1)?;
+                let e = &v[i];
+                (IovaRange::new(e.0, e.1), &e.2)
+            }
+            Repr::Tree(t) => {
+                let (start, (last, x)) = t.range(..=addr).next_back()?;
+                (IovaRange::new(*start, *last), x)
+            }
+        };
+        (r.last >= addr).then_some((r, x))
     }
 
     /// The lowest range overlapping `range`.
@@ -145,17 +224,21 @@ impl<V> RangeMap<V> {
             Some((r, _)) => r.start,
             None => range.start,
         };
-        self.map
-            .range((Bound::Included(from), Bound::Included(range.last)))
-            .map(|(s, (l, v))| {
-                (
-                    IovaRange {
-                        start: *s,
-                        last: *l,
-                    },
-                    v,
+        match &self.repr {
+            Repr::Small(v) => {
+                let at = v.partition_point(|e| e.0 < from);
+                Either::A(
+                    v[at..]
+                        .iter()
+                        .take_while(move |e| e.0 <= range.last)
+                        .map(|e| (IovaRange::new(e.0, e.1), &e.2)),
                 )
-            })
+            }
+            Repr::Tree(t) => Either::B(
+                t.range((Bound::Included(from), Bound::Included(range.last)))
+                    .map(|(s, (l, x))| (IovaRange::new(*s, *l), x)),
+            ),
+        }
     }
 
     /// Starts of the ranges overlapping `range` (for removal while iterating).
@@ -165,33 +248,20 @@ impl<V> RangeMap<V> {
 
     /// All ranges in order.
     pub fn iter(&self) -> impl Iterator<Item = (IovaRange, &V)> + '_ {
-        self.map.iter().map(|(s, (l, v))| {
-            (
-                IovaRange {
-                    start: *s,
-                    last: *l,
-                },
-                v,
-            )
-        })
+        self.overlapping(IovaRange::ALL)
     }
 
     /// All ranges in order, values mutable.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (IovaRange, &mut V)> + '_ {
-        self.map.iter_mut().map(|(s, (l, v))| {
-            (
-                IovaRange {
-                    start: *s,
-                    last: *l,
-                },
-                v,
-            )
-        })
+        match &mut self.repr {
+            Repr::Small(v) => Either::A(v.iter_mut().map(|e| (IovaRange::new(e.0, e.1), &mut e.2))),
+            Repr::Tree(t) => Either::B(t.iter_mut().map(|(s, (l, x))| (IovaRange::new(*s, *l), x))),
+        }
     }
 
     /// Removes every range.
     pub fn clear(&mut self) {
-        self.map.clear();
+        self.repr = Repr::Small(Vec::new());
     }
 
     /// The gaps between ranges inside `within`, in order.
@@ -295,6 +365,25 @@ impl CountMap {
 
     /// Adds one holder over `range`; returns the ranges that went from 0 to 1.
     pub fn add(&mut self, range: IovaRange) -> Vec<IovaRange> {
+        if self.runs.first_overlap(range).is_none() {
+            // Nothing held there yet (the common case): one new run of count 1,
+            // joined to neighbours of count 1.
+            let mut merged = range;
+            if let Some(before) = range.start.checked_sub(1) {
+                if let Some((r, &1)) = self.runs.find(before) {
+                    self.runs.remove(r.start);
+                    merged.start = r.start;
+                }
+            }
+            if let Some(after) = range.last.checked_add(1) {
+                if let Some((r, &1)) = self.runs.get(after) {
+                    self.runs.remove(r.start);
+                    merged.last = r.last;
+                }
+            }
+            self.runs.insert(merged, 1);
+            return vec![range];
+        }
         self.split_at(range.start);
         if let Some(after) = range.last.checked_add(1) {
             self.split_at(after);
@@ -317,6 +406,20 @@ impl CountMap {
     /// Removes one holder over `range`, which must be held everywhere; returns the
     /// ranges that went from 1 to 0.
     pub fn sub(&mut self, range: IovaRange) -> Vec<IovaRange> {
+        if let Some((r, &1)) = self.runs.find(range.start) {
+            if r.contains(&range) {
+                // Held once, by one run (the common case): cut it out.
+                self.runs.remove(r.start);
+                if r.start < range.start {
+                    self.runs
+                        .insert(IovaRange::new(r.start, range.start - 1), 1);
+                }
+                if r.last > range.last {
+                    self.runs.insert(IovaRange::new(range.last + 1, r.last), 1);
+                }
+                return vec![range];
+            }
+        }
         self.split_at(range.start);
         if let Some(after) = range.last.checked_add(1) {
             self.split_at(after);
@@ -391,6 +494,34 @@ mod tests {
     }
 
     proptest! {
+        // RangeMap against a plain list, across the vector-to-tree switch.
+        #[test]
+        fn range_map_matches_model(ops in proptest::collection::vec((any::<bool>(), 0u64..200, 0u64..8), 1..80)) {
+            let mut m = RangeMap::new();
+            let mut model: Vec<(u64, u64, u64)> = Vec::new();
+            for (i, (insert, start, len)) in ops.into_iter().enumerate() {
+                let r = IovaRange::new(start, start + len);
+                if insert {
+                    if model.iter().all(|e| e.1 < r.start || e.0 > r.last) {
+                        m.insert(r, i as u64);
+                        model.push((r.start, r.last, i as u64));
+                    }
+                } else if let Some(p) = model.iter().position(|e| e.0 <= start && start <= e.1) {
+                    let e = model.swap_remove(p);
+                    prop_assert_eq!(m.remove(e.0), Some((IovaRange::new(e.0, e.1), e.2)));
+                }
+                model.sort_unstable();
+                let got: Vec<(u64, u64, u64)> = m.iter().map(|(r, v)| (r.start, r.last, *v)).collect();
+                prop_assert_eq!(&got, &model);
+                let q = IovaRange::new(start.saturating_sub(5), start + 5);
+                let over: Vec<u64> = m.overlapping(q).map(|(r, _)| r.start).collect();
+                let want: Vec<u64> = model.iter().filter(|e| e.1 >= q.start && e.0 <= q.last).map(|e| e.0).collect();
+                prop_assert_eq!(over, want);
+                let found = m.find(start).map(|(r, v)| (r.start, r.last, *v));
+                prop_assert_eq!(found, model.iter().find(|e| e.0 <= start && start <= e.1).copied());
+            }
+        }
+
         // CountMap against a per-point array.
         #[test]
         fn count_map_matches_model(ops in proptest::collection::vec((any::<bool>(), 0u64..64, 0u64..16), 1..60)) {

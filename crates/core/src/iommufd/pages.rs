@@ -52,15 +52,25 @@ pub struct Pages {
     inner: Mutex<PagesInner>,
 }
 
+/// The pinned part of a [`Pages`].
+#[derive(Debug, Default)]
+struct Pinned {
+    /// Holders per page index.
+    holders: CountMap,
+    /// Frames of every held index, by index range.
+    frames: RangeMap<FrameRun>,
+}
+
+static NOTHING_PINNED: std::sync::LazyLock<Pinned> = std::sync::LazyLock::new(Pinned::default);
+
 #[derive(Debug)]
 struct PagesInner {
     /// The process the pins are charged to (and whose memory `Source::User` is).
     process: Arc<Process>,
     account_mode: AccountMode,
-    /// Holders per page index.
-    holders: CountMap,
-    /// Frames of every held index, by index range.
-    frames: RangeMap<FrameRun>,
+    /// What is pinned; allocated with the first pin, freed with the last, so
+    /// that the many mappings nothing pins stay small.
+    pinned: Option<Box<Pinned>>,
     npinned: u64,
 }
 
@@ -126,8 +136,7 @@ impl Pages {
         let inner = PagesInner {
             process: process.clone(),
             account_mode: process.default_account_mode(),
-            holders: CountMap::new(),
-            frames: RangeMap::new(),
+            pinned: None,
             npinned: 0,
         };
         Ok(Arc::new(Pages {
@@ -197,12 +206,12 @@ impl Pages {
 
     /// Holders of index `index`.
     pub fn holders_at(&self, index: u64) -> u32 {
-        self.lock().holders.get(index)
+        self.lock().pinned().holders.get(index)
     }
 
     /// Every run of held indexes with its holder count.
     pub fn holder_runs(&self) -> Vec<(IovaRange, u32)> {
-        self.lock().holders.iter(IovaRange::ALL).collect()
+        self.lock().pinned().holders.iter(IovaRange::ALL).collect()
     }
 
     fn resolve(&self, process: &Process, range: IovaRange, out: &mut Vec<FrameRun>) -> Result<()> {
@@ -230,10 +239,11 @@ impl Pages {
     /// On failure nothing changes.
     pub fn hold(&self, range: IovaRange) -> Result<()> {
         debug_assert!(range.last < self.npages);
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let mut runs_by_hole = Vec::new();
         let mut total = 0;
-        for hole in inner.frames.holes(range) {
+        for hole in inner.pinned().frames.holes(range) {
             let mut runs = Vec::new();
             self.resolve(&inner.process, hole, &mut runs)?;
             total += hole.last - hole.start + 1;
@@ -241,16 +251,18 @@ impl Pages {
         }
         inject::point("pages pin")?;
         inner.process.charge(inner.account_mode, total)?;
-        let went_up = inner.holders.add(range);
+        let pinned = inner.pinned.get_or_insert_with(Box::default);
+        let went_up = pinned.holders.add(range);
         debug_assert_eq!(
             went_up,
             runs_by_hole.iter().map(|(h, _)| *h).collect::<Vec<_>>()
         );
+        let pins = self.pin_table(&inner.process);
         for (hole, runs) in runs_by_hole {
-            self.pin_table(&inner.process).pin(&runs);
+            pins.pin(&runs);
             let mut index = hole.start;
             for run in runs {
-                inner
+                pinned
                     .frames
                     .insert(IovaRange::new(index, index + run.npages - 1), run);
                 index += run.npages;
@@ -262,13 +274,22 @@ impl Pages {
 
     /// Drops one holder over the indexes `range`, unpinning what nobody holds now.
     pub fn release(&self, range: IovaRange) {
-        let mut inner = self.lock();
-        let freed = inner.holders.sub(range);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(pinned) = inner.pinned.as_mut() else {
+            debug_assert!(false, "release of pages that hold nothing");
+            return;
+        };
+        let freed = pinned.holders.sub(range);
         let mut total = 0;
+        let pins = self.pin_table(&inner.process);
         for hole in freed {
-            let runs = take_frames(&mut inner.frames, hole);
-            self.pin_table(&inner.process).unpin(&runs);
+            let runs = take_frames(&mut pinned.frames, hole);
+            pins.unpin(&runs);
             total += hole.last - hole.start + 1;
+        }
+        if pinned.holders.is_empty() {
+            inner.pinned = None;
         }
         inner.npinned -= total;
         let mode = inner.account_mode;
@@ -277,8 +298,7 @@ impl Pages {
 
     /// Frames of the held indexes `range`, in order.
     pub fn frames(&self, range: IovaRange) -> Vec<FrameRun> {
-        let inner = self.lock();
-        clip_frames(&inner.frames, range)
+        clip_frames(&self.lock().pinned().frames, range)
     }
 
     /// Copies bytes at `offset` of the pages into or out of `buf`: through pinned
@@ -293,7 +313,7 @@ impl Pages {
             let in_page = (at % PAGE_SIZE) as usize;
             let n = (PAGE_SIZE as usize - in_page).min(buf.len() - done);
             let chunk = &mut buf[done..done + n];
-            let run = match inner.frames.find(index) {
+            let run = match inner.pinned().frames.find(index) {
                 Some((r, run)) => {
                     let skip = (index - r.start) << PAGE_SHIFT;
                     FrameRun {
@@ -333,6 +353,12 @@ impl Pages {
         let (npinned, mode) = (inner.npinned, inner.account_mode);
         inner.process.uncharge(mode, npinned);
         inner.process = to.clone();
+    }
+}
+
+impl PagesInner {
+    fn pinned(&self) -> &Pinned {
+        self.pinned.as_deref().unwrap_or(&NOTHING_PINNED)
     }
 }
 
