@@ -9,6 +9,9 @@
 //! - [`mem`]: address spaces, files, frames, pins and locked-memory accounting,
 //!   for the calling process and for simulated memory.
 //!
+//! - [`abi`]: the uAPI boundary — ioctls on virtual files decoded with the kernel's
+//!   extensible-struct rules and answered through the typed API.
+//!
 //! Underneath: [`range`] (inclusive ranges and interval maps), [`inject`] (fault
 //! injection at every fallible step) and [`error`].
 //!
@@ -19,6 +22,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod abi;
 pub mod error;
 pub mod inject;
 pub mod iommu;

@@ -96,6 +96,23 @@ fn check_ulong(values: &[u64]) -> Result<()> {
     Ok(())
 }
 
+/// Checks allowed ranges as `IOMMU_IOAS_ALLOW_IOVAS` loads them, in order: each
+/// must have `start < last` and not overlap an earlier one (EINVAL).
+pub fn allowed_ranges(ranges: &[IovaRange]) -> Result<RangeMap<()>> {
+    let mut allowed = RangeMap::new();
+    for r in ranges {
+        if r.start >= r.last {
+            return Err(Error::Invalid("allowed range start >= last"));
+        }
+        if allowed.first_overlap(*r).is_some() {
+            return Err(Error::Invalid("allowed ranges overlap"));
+        }
+        crate::inject::point("allow iova")?;
+        allowed.insert(*r, ());
+    }
+    Ok(allowed)
+}
+
 impl Ioas {
     pub(crate) fn new(id: u32) -> Ioas {
         Ioas {
@@ -189,17 +206,7 @@ impl Iommufd {
     /// overlap each other (EINVAL) or a reserved range (EADDRINUSE).
     pub fn ioas_allow_iovas(&self, ioas_id: u32, ranges: &[IovaRange]) -> Result<()> {
         let ioas = self.get_ioas(ioas_id)?;
-        let mut allowed = RangeMap::new();
-        for r in ranges {
-            if r.start >= r.last {
-                return Err(Error::Invalid("allowed range start >= last"));
-            }
-            if allowed.first_overlap(*r).is_some() {
-                return Err(Error::Invalid("allowed ranges overlap"));
-            }
-            crate::inject::point("allow iova")?;
-            allowed.insert(*r, ());
-        }
+        let allowed = allowed_ranges(ranges)?;
         let mut iopt = ioas.iopt();
         iopt.set_allowed(allowed)
     }

@@ -1,0 +1,476 @@
+//! The `/dev/iommu` ioctls: the kernel's `main.c` dispatch table and the argument
+//! handling of each command, in front of the typed API.
+
+use super::{Env, File, Trace, Ucmd};
+use crate::iommufd::{AccessHandle, Iommufd, MapFlags};
+use crate::range::IovaRange;
+use softiommu_uapi::ioctl::{_IOC_NR, _IOC_TYPE};
+use softiommu_uapi::iommufd::*;
+use softiommu_uapi::test::*;
+use softiommu_uapi::Errno;
+use std::fmt::Debug;
+use std::mem::{offset_of, size_of};
+use std::sync::Arc;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// One iommufd ioctl: its number, name, and the sizes the extensible-struct rules
+/// use.
+#[derive(Debug, Clone, Copy)]
+pub struct IoctlOp {
+    /// The ioctl number.
+    pub cmd: u32,
+    /// The kernel's name for it.
+    pub name: &'static str,
+    /// The smallest argument size accepted: the end of the struct's last field
+    /// when the command was introduced.
+    pub min_size: usize,
+    /// Our size of the argument struct.
+    pub size: usize,
+}
+
+macro_rules! end_of {
+    ($t:ty, $f:ident) => {{
+        const fn field_size<T, F>(_: fn(&T) -> &F) -> usize {
+            size_of::<F>()
+        }
+        offset_of!($t, $f) + field_size(|s: &$t| &s.$f)
+    }};
+}
+
+macro_rules! op {
+    ($cmd:ident, $t:ty, $last:ident) => {
+        IoctlOp {
+            cmd: $cmd,
+            name: stringify!($cmd),
+            min_size: end_of!($t, $last),
+            size: size_of::<$t>(),
+        }
+    };
+}
+
+/// Every ioctl softiommu answers on an iommufd.
+pub static IOCTLS: &[IoctlOp] = &[
+    op!(IOMMU_DESTROY, iommu_destroy, id),
+    op!(IOMMU_IOAS_ALLOC, iommu_ioas_alloc, out_ioas_id),
+    op!(
+        IOMMU_IOAS_ALLOW_IOVAS,
+        iommu_ioas_allow_iovas,
+        allowed_iovas
+    ),
+    op!(
+        IOMMU_IOAS_CHANGE_PROCESS,
+        iommu_ioas_change_process,
+        __reserved
+    ),
+    op!(IOMMU_IOAS_COPY, iommu_ioas_copy, src_iova),
+    op!(
+        IOMMU_IOAS_IOVA_RANGES,
+        iommu_ioas_iova_ranges,
+        out_iova_alignment
+    ),
+    op!(IOMMU_IOAS_MAP, iommu_ioas_map, iova),
+    op!(IOMMU_IOAS_MAP_FILE, iommu_ioas_map_file, iova),
+    op!(IOMMU_IOAS_UNMAP, iommu_ioas_unmap, length),
+    op!(IOMMU_OPTION, iommu_option, val64),
+    op!(IOMMU_TEST_CMD, iommu_test_cmd, last),
+];
+
+/// The name of an iommufd ioctl number.
+pub fn command_name(cmd: u32) -> Option<&'static str> {
+    IOCTLS.iter().find(|o| o.cmd == cmd).map(|o| o.name)
+}
+
+fn test_op_name(op: u32) -> &'static str {
+    match op {
+        IOMMU_TEST_OP_ADD_RESERVED => "ADD_RESERVED",
+        IOMMU_TEST_OP_MOCK_DOMAIN => "MOCK_DOMAIN",
+        IOMMU_TEST_OP_MD_CHECK_MAP => "MD_CHECK_MAP",
+        IOMMU_TEST_OP_MD_CHECK_REFS => "MD_CHECK_REFS",
+        IOMMU_TEST_OP_CREATE_ACCESS => "CREATE_ACCESS",
+        IOMMU_TEST_OP_DESTROY_ACCESS_PAGES => "DESTROY_ACCESS_PAGES",
+        IOMMU_TEST_OP_ACCESS_PAGES => "ACCESS_PAGES",
+        IOMMU_TEST_OP_ACCESS_RW => "ACCESS_RW",
+        IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT => "SET_TEMP_MEMORY_LIMIT",
+        IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE => "MOCK_DOMAIN_REPLACE",
+        IOMMU_TEST_OP_ACCESS_REPLACE_IOAS => "ACCESS_REPLACE_IOAS",
+        IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS => "MOCK_DOMAIN_FLAGS",
+        _ => "?",
+    }
+}
+
+/// What a handler asks for once its work is done.
+enum Reply {
+    /// Nothing to write back.
+    None,
+    /// Write the argument back.
+    Respond,
+    /// Write the argument back; if that fails, run the undo.
+    RespondOrUndo(Box<dyn FnOnce()>),
+}
+
+/// Reads the argument as `T`, runs `f` on it, and writes back as `f` asks.
+fn run<T>(
+    u: &Ucmd,
+    min_size: usize,
+    trace: &mut Option<&mut Trace>,
+    f: impl FnOnce(&mut T) -> Result<Reply, Errno>,
+) -> Result<i32, Errno>
+where
+    T: FromBytes + IntoBytes + Immutable + Default + Debug,
+{
+    let mut cmd: T = u.read(min_size)?;
+    if let Some(t) = trace.as_deref_mut() {
+        t.input = format!("{cmd:x?}");
+    }
+    let reply = f(&mut cmd)?;
+    let undo = match reply {
+        Reply::None => return Ok(0),
+        Reply::Respond => None,
+        Reply::RespondOrUndo(undo) => Some(undo),
+    };
+    if let Err(e) = u.respond(&cmd) {
+        if let Some(undo) = undo {
+            undo();
+        }
+        return Err(e);
+    }
+    if let Some(t) = trace.as_deref_mut() {
+        t.output = format!("{cmd:x?}");
+    }
+    Ok(0)
+}
+
+fn map_flags(flags: u32) -> Result<(MapFlags, bool), Errno> {
+    const KNOWN: u32 =
+        IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
+    if flags & !KNOWN != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    Ok((
+        MapFlags::from_bits(flags),
+        flags & IOMMU_IOAS_MAP_FIXED_IOVA != 0,
+    ))
+}
+
+fn overflow(values: &[u64]) -> Result<(), Errno> {
+    if values.contains(&u64::MAX) {
+        return Err(Errno::EOVERFLOW);
+    }
+    Ok(())
+}
+
+pub(super) fn ioctl(
+    env: &dyn Env,
+    ctx: &Iommufd,
+    cmd: u32,
+    arg: u64,
+    mut trace: Option<&mut Trace>,
+) -> Result<i32, Errno> {
+    let nr = _IOC_NR(cmd);
+    if let Some(t) = trace.as_deref_mut() {
+        t.name = command_name(cmd).map_or_else(|| format!("{cmd:#x}"), str::to_string);
+    }
+    // Commands of the iommufd range read their size first, as the kernel does;
+    // anything else is not an iommufd command (VFIO's type-1 ioctls on an iommufd
+    // are not implemented yet).
+    if _IOC_TYPE(cmd) != IOMMUFD_TYPE || !(IOMMUFD_CMD_BASE..=IOMMUFD_CMD_BASE + 32).contains(&nr) {
+        return Err(Errno::ENOTTY);
+    }
+    let space = ctx.process().space.clone();
+    let mut size = [0u8; 4];
+    space.read(arg, &mut size).map_err(|_| Errno::EFAULT)?;
+    let op = IOCTLS.iter().find(|o| o.cmd == cmd).ok_or(Errno::ENOTTY)?;
+    let u = Ucmd {
+        mem: &*space,
+        arg,
+        user_size: u32::from_ne_bytes(size),
+    };
+    let t = &mut trace;
+    let min = op.min_size;
+    match cmd {
+        IOMMU_DESTROY => run(&u, min, t, |c: &mut iommu_destroy| {
+            ctx.destroy(c.id)?;
+            Ok(Reply::None)
+        }),
+        IOMMU_IOAS_ALLOC => run(&u, min, t, |c: &mut iommu_ioas_alloc| {
+            if c.flags != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let id = ctx.ioas_alloc()?;
+            c.out_ioas_id = id;
+            let ctx = ctx.clone();
+            Ok(Reply::RespondOrUndo(Box::new(move || {
+                let _ = ctx.destroy(id);
+            })))
+        }),
+        IOMMU_IOAS_IOVA_RANGES => iova_ranges(&u, ctx, min, t),
+        IOMMU_IOAS_ALLOW_IOVAS => run(&u, min, t, |c: &mut iommu_ioas_allow_iovas| {
+            if c.__reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            ctx.get_ioas(c.ioas_id)?;
+            let mut ranges = Vec::new();
+            for i in 0..u64::from(c.num_iovas) {
+                let mut r = iommu_iova_range::default();
+                let at = c
+                    .allowed_iovas
+                    .wrapping_add(i * size_of::<iommu_iova_range>() as u64);
+                if u.mem.read(at, r.as_mut_bytes()).is_err() {
+                    // The kernel checks each range as it copies it in.
+                    crate::iommufd::ioas::allowed_ranges(&ranges)?;
+                    return Err(Errno::EFAULT);
+                }
+                ranges.push(IovaRange {
+                    start: r.start,
+                    last: r.last,
+                });
+            }
+            ctx.ioas_allow_iovas(c.ioas_id, &ranges)?;
+            Ok(Reply::None)
+        }),
+        IOMMU_IOAS_MAP => run(&u, min, t, |c: &mut iommu_ioas_map| {
+            let (flags, fixed) = map_flags(c.flags)?;
+            if c.__reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            overflow(&[c.iova, c.length])?;
+            c.iova = ctx.ioas_map(
+                c.ioas_id,
+                c.user_va,
+                c.length,
+                fixed.then_some(c.iova),
+                flags,
+            )?;
+            Ok(Reply::Respond)
+        }),
+        IOMMU_IOAS_MAP_FILE => run(&u, min, t, |c: &mut iommu_ioas_map_file| {
+            let (flags, fixed) = map_flags(c.flags)?;
+            overflow(&[c.iova, c.length])?;
+            if !flags.readable && !flags.writeable {
+                return Err(Errno::EINVAL);
+            }
+            ctx.get_ioas(c.ioas_id)?;
+            let file = env.map_file(c.fd)?;
+            c.iova = ctx.ioas_map_file(
+                c.ioas_id,
+                file,
+                c.start,
+                c.length,
+                fixed.then_some(c.iova),
+                flags,
+            )?;
+            Ok(Reply::Respond)
+        }),
+        IOMMU_IOAS_COPY => run(&u, min, t, |c: &mut iommu_ioas_copy| {
+            let (flags, fixed) = map_flags(c.flags)?;
+            overflow(&[c.length, c.src_iova, c.dst_iova])?;
+            let dst = fixed.then_some(c.dst_iova);
+            c.dst_iova = ctx.ioas_copy(
+                c.dst_ioas_id,
+                c.src_ioas_id,
+                c.src_iova,
+                c.length,
+                dst,
+                flags,
+            )?;
+            Ok(Reply::Respond)
+        }),
+        IOMMU_IOAS_UNMAP => run(&u, min, t, |c: &mut iommu_ioas_unmap| {
+            c.length = ctx.ioas_unmap(c.ioas_id, c.iova, c.length)?;
+            Ok(Reply::Respond)
+        }),
+        IOMMU_OPTION => run(&u, min, t, |c: &mut iommu_option| {
+            if c.__reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            c.val64 = ctx.option(c.option_id, c.op, c.object_id, c.val64)?;
+            Ok(Reply::Respond)
+        }),
+        IOMMU_IOAS_CHANGE_PROCESS => run(&u, min, t, |c: &mut iommu_ioas_change_process| {
+            if c.__reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            ctx.ioas_change_process()?;
+            Ok(Reply::None)
+        }),
+        IOMMU_TEST_CMD => {
+            let op = std::cell::Cell::new(None);
+            let result = run(&u, min, t, |c: &mut iommu_test_cmd| {
+                op.set(Some(c.op));
+                test_cmd(env, ctx, c)
+            });
+            if let (Some(tr), Some(op)) = (trace, op.get()) {
+                tr.name = format!("IOMMU_TEST_CMD/{}", test_op_name(op));
+            }
+            result
+        }
+        _ => Err(Errno::ENOTTY),
+    }
+}
+
+/// `IOMMU_IOAS_IOVA_RANGES`: the ranges are written as far as the caller's array
+/// reaches, the count and alignment always; EMSGSIZE after the reply when the array
+/// was too small.
+fn iova_ranges(
+    u: &Ucmd,
+    ctx: &Iommufd,
+    min: usize,
+    trace: &mut Option<&mut Trace>,
+) -> Result<i32, Errno> {
+    let mut c: iommu_ioas_iova_ranges = u.read(min)?;
+    if let Some(t) = trace.as_deref_mut() {
+        t.input = format!("{c:x?}");
+    }
+    if c.__reserved != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let ranges = ctx.ioas_iova_ranges(c.ioas_id)?;
+    let max = c.num_iovas as usize;
+    for (i, r) in ranges.ranges.iter().take(max).enumerate() {
+        let elm = iommu_iova_range {
+            start: r.start,
+            last: r.last,
+        };
+        let at = c
+            .allowed_iovas
+            .wrapping_add((i * size_of::<iommu_iova_range>()) as u64);
+        u.mem.write(at, elm.as_bytes()).map_err(|_| Errno::EFAULT)?;
+    }
+    c.num_iovas = ranges.ranges.len() as u32;
+    c.out_iova_alignment = ranges.alignment;
+    u.respond(&c)?;
+    if let Some(t) = trace.as_deref_mut() {
+        t.output = format!("{c:x?}");
+    }
+    if ranges.ranges.len() > max {
+        return Err(Errno::EMSGSIZE);
+    }
+    Ok(0)
+}
+
+/// The selftest access behind descriptor `fd`; EBADFD if it is not one.
+fn access(env: &dyn Env, fd: u32) -> Result<Arc<File>, Errno> {
+    match env.file(fd as i32) {
+        Some(f) if matches!(*f, File::Access(_)) => Ok(f),
+        _ => Err(Errno::EBADFD),
+    }
+}
+
+fn with_access<R>(
+    env: &dyn Env,
+    fd: u32,
+    f: impl FnOnce(&AccessHandle) -> Result<R, Errno>,
+) -> Result<R, Errno> {
+    let file = access(env, fd)?;
+    match &*file {
+        File::Access(a) => f(a),
+        File::Iommufd(_) => Err(Errno::EBADFD),
+    }
+}
+
+fn test_cmd(env: &dyn Env, ctx: &Iommufd, c: &mut iommu_test_cmd) -> Result<Reply, Errno> {
+    match c.op {
+        IOMMU_TEST_OP_ADD_RESERVED => {
+            let p: iommu_test_cmd_add_reserved = c.payload_as();
+            ctx.test_add_reserved(c.id, p.start, p.length)?;
+            Ok(Reply::None)
+        }
+        IOMMU_TEST_OP_MOCK_DOMAIN | IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS => {
+            let flags = if c.op == IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS {
+                c.payload_as::<iommu_test_cmd_mock_domain_flags>().dev_flags
+            } else {
+                0
+            };
+            let ids = ctx.test_mock_domain_flags(c.id, flags)?;
+            let p = c.payload_mut::<iommu_test_cmd_mock_domain>();
+            p.out_stdev_id = ids.stdev_id;
+            p.out_hwpt_id = ids.hwpt_id;
+            p.out_idev_id = ids.idev_id;
+            let ctx = ctx.clone();
+            Ok(Reply::RespondOrUndo(Box::new(move || {
+                let _ = ctx.destroy(ids.stdev_id);
+            })))
+        }
+        IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE => {
+            let p: iommu_test_cmd_mock_domain_replace = c.payload_as();
+            let pt_id = ctx.test_mock_domain_replace(c.id, p.pt_id)?;
+            c.payload_mut::<iommu_test_cmd_mock_domain_replace>().pt_id = pt_id;
+            Ok(Reply::Respond)
+        }
+        IOMMU_TEST_OP_MD_CHECK_MAP => {
+            let p: iommu_test_cmd_check_map = c.payload_as();
+            ctx.test_md_check_map(c.id, p.iova, p.length, p.uptr)?;
+            Ok(Reply::None)
+        }
+        IOMMU_TEST_OP_MD_CHECK_REFS => {
+            let p: iommu_test_cmd_check_refs = c.payload_as();
+            ctx.test_md_check_refs(p.uptr, p.length, p.refs)?;
+            Ok(Reply::None)
+        }
+        IOMMU_TEST_OP_CREATE_ACCESS => {
+            let p: iommu_test_cmd_create_access = c.payload_as();
+            let handle = ctx.test_create_access(c.id, p.flags)?;
+            let fd = env.install(File::Access(handle))?;
+            c.payload_mut::<iommu_test_cmd_create_access>()
+                .out_access_fd = fd as u32;
+            Ok(Reply::Respond)
+        }
+        IOMMU_TEST_OP_DESTROY_ACCESS_PAGES => {
+            let p: iommu_test_cmd_destroy_access_pages = c.payload_as();
+            with_access(env, c.id, |a| Ok(a.destroy_pages(p.access_pages_id)?))?;
+            Ok(Reply::None)
+        }
+        IOMMU_TEST_OP_ACCESS_PAGES => {
+            let p: iommu_test_cmd_access_pages = c.payload_as();
+            let id = with_access(env, c.id, |a| {
+                Ok(a.pages(p.iova, p.length, p.uptr, p.flags)?)
+            })?;
+            c.payload_mut::<iommu_test_cmd_access_pages>()
+                .out_access_pages_id = id;
+            Ok(Reply::Respond)
+        }
+        IOMMU_TEST_OP_ACCESS_RW => {
+            let p: iommu_test_cmd_access_rw = c.payload_as();
+            with_access(env, c.id, |a| Ok(a.rw(p.iova, p.uptr, p.length, p.flags)?))?;
+            Ok(Reply::None)
+        }
+        IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT => {
+            let p: iommu_test_cmd_memory_limit = c.payload_as();
+            ctx.test_set_temp_memory_limit(p.limit)?;
+            Ok(Reply::None)
+        }
+        IOMMU_TEST_OP_ACCESS_REPLACE_IOAS => {
+            let p: iommu_test_cmd_access_replace_ioas = c.payload_as();
+            with_access(env, c.id, |a| Ok(a.replace_ioas(p.ioas_id)?))?;
+            Ok(Reply::None)
+        }
+        _ => Err(Errno::EOPNOTSUPP),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_sizes_are_the_kernels() {
+        let min = |cmd| IOCTLS.iter().find(|o| o.cmd == cmd).unwrap().min_size;
+        assert_eq!(min(IOMMU_DESTROY), 8);
+        assert_eq!(min(IOMMU_IOAS_ALLOC), 12);
+        assert_eq!(min(IOMMU_IOAS_ALLOW_IOVAS), 24);
+        assert_eq!(min(IOMMU_IOAS_COPY), 40);
+        assert_eq!(min(IOMMU_IOAS_IOVA_RANGES), 32);
+        assert_eq!(min(IOMMU_IOAS_MAP), 40);
+        assert_eq!(min(IOMMU_IOAS_MAP_FILE), 40);
+        assert_eq!(min(IOMMU_IOAS_UNMAP), 24);
+        assert_eq!(min(IOMMU_OPTION), 24);
+        assert_eq!(min(IOMMU_IOAS_CHANGE_PROCESS), 8);
+        assert_eq!(min(IOMMU_TEST_CMD), 68);
+    }
+
+    #[test]
+    fn test_op_names() {
+        assert_eq!(test_op_name(IOMMU_TEST_OP_MOCK_DOMAIN), "MOCK_DOMAIN");
+        assert_eq!(test_op_name(999), "?");
+    }
+}

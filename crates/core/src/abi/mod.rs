@@ -1,0 +1,136 @@
+//! The uAPI boundary: ioctls on virtual files, decoded and answered to the byte.
+//!
+//! A front end (the `LD_PRELOAD` interposer, a test) hands each call on one of our
+//! files to [`ioctl`] with the raw command number and argument pointer. This module
+//! reads the argument struct out of the caller's memory, applies the kernel's
+//! extensible-struct rules, calls the typed API, and writes the answer back:
+//!
+//! - the first `u32` of the argument is its size; a size below the command's
+//!   minimum (`offsetofend` of its last original field) is EINVAL;
+//! - a shorter size than ours is zero-extended; bytes past ours must be zero, or
+//!   E2BIG;
+//! - output is copied back, `min(user size, our size)` bytes, only on success
+//!   (except where the kernel copies before failing, e.g. EMSGSIZE);
+//! - an unknown command number is ENOTTY;
+//! - every user pointer is read and written through the caller's
+//!   [`crate::mem::AddressSpace`], so a bad pointer is EFAULT, never a fault in our
+//!   code.
+//!
+//! Files are [`File`]s; the front end keeps the table from descriptors to files
+//! (keyed by open file description, so `dup` shares one) and gives this module an
+//! [`Env`] to install new descriptors (the selftest's access fds) and to look
+//! descriptors up.
+
+mod iommufd;
+
+use crate::error::Error;
+use crate::iommufd::{AccessHandle, Iommufd};
+use crate::mem::{AddressSpace, FileSource};
+use softiommu_uapi::Errno;
+use std::sync::Arc;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+pub use iommufd::{command_name, IOCTLS};
+
+/// A file softiommu answers for.
+#[derive(Debug)]
+pub enum File {
+    /// An open `/dev/iommu`.
+    Iommufd(Iommufd),
+    /// A selftest access (`IOMMU_TEST_OP_CREATE_ACCESS`'s fd).
+    Access(AccessHandle),
+}
+
+/// What the boundary needs from the front end.
+pub trait Env {
+    /// Installs `file` as a new close-on-exec descriptor; returns its number.
+    fn install(&self, file: File) -> Result<i32, Errno>;
+
+    /// The file behind descriptor `fd`, if it is one of ours.
+    fn file(&self, fd: i32) -> Option<Arc<File>>;
+
+    /// The real file behind descriptor `fd`, to be pinned by offset
+    /// (`IOMMU_IOAS_MAP_FILE`); EBADF if it is not open.
+    fn map_file(&self, fd: i32) -> Result<Arc<dyn FileSource>, Errno>;
+}
+
+/// One decoded call, for `--trace`.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// The command's name (`IOMMU_IOAS_MAP`), or its number in hex.
+    pub name: String,
+    /// The argument as read, decoded.
+    pub input: String,
+    /// The argument as written back, decoded (empty when nothing was written).
+    pub output: String,
+}
+
+impl From<Error> for Errno {
+    fn from(e: Error) -> Errno {
+        e.errno()
+    }
+}
+
+/// An ioctl in flight: the caller's memory, the argument pointer and the size the
+/// caller gave.
+pub(crate) struct Ucmd<'a> {
+    pub mem: &'a dyn AddressSpace,
+    pub arg: u64,
+    pub user_size: u32,
+}
+
+impl Ucmd<'_> {
+    /// Reads the argument as `T` under the extensible-struct rules.
+    pub fn read<T: FromBytes + IntoBytes + Default>(&self, min_size: usize) -> Result<T, Errno> {
+        let user_size = self.user_size as usize;
+        if user_size < min_size {
+            return Err(Errno::EINVAL);
+        }
+        let ksize = std::mem::size_of::<T>();
+        if user_size > ksize {
+            let mut tail = [0u8; 256];
+            let mut at = ksize;
+            while at < user_size {
+                let n = (user_size - at).min(tail.len());
+                self.mem
+                    .read(self.arg + at as u64, &mut tail[..n])
+                    .map_err(|_| Errno::EFAULT)?;
+                if tail[..n].iter().any(|b| *b != 0) {
+                    return Err(Errno::E2BIG);
+                }
+                at += n;
+            }
+        }
+        let mut cmd = T::default();
+        let n = user_size.min(ksize);
+        self.mem
+            .read(self.arg, &mut cmd.as_mut_bytes()[..n])
+            .map_err(|_| Errno::EFAULT)?;
+        Ok(cmd)
+    }
+
+    /// Writes `cmd` back: as many bytes as both sides know.
+    pub fn respond<T: IntoBytes + Immutable>(&self, cmd: &T) -> Result<(), Errno> {
+        let n = (self.user_size as usize).min(std::mem::size_of::<T>());
+        self.mem
+            .write(self.arg, &cmd.as_bytes()[..n])
+            .map_err(|_| Errno::EFAULT)
+    }
+}
+
+/// Runs the ioctl `cmd` with argument pointer `arg` on `file`. Returns the
+/// ioctl's non-negative result or the errno. `trace`, when given, receives the
+/// decoded call.
+pub fn ioctl(
+    env: &dyn Env,
+    file: &File,
+    cmd: u32,
+    arg: u64,
+    trace: Option<&mut Trace>,
+) -> Result<i32, Errno> {
+    match file {
+        File::Iommufd(ctx) => iommufd::ioctl(env, ctx, cmd, arg, trace),
+        // The selftest's access fd has no ioctls.
+        File::Access(_) => Err(Errno::ENOTTY),
+    }
+}

@@ -1,0 +1,235 @@
+//! The ioctl boundary over simulated memory: argument structs are written into
+//! the simulated program's memory and decoded by `abi::ioctl`, as the interposer
+//! will hand them over.
+
+use softiommu::abi::{self, Env, File, Trace};
+use softiommu::iommufd::Iommufd;
+use softiommu::mem::sim::{SimAddressSpace, SimMemory};
+use softiommu::mem::{AddressSpace, FileSource, Process, User, PAGE_SIZE};
+use softiommu::uapi::iommufd::*;
+use softiommu::uapi::test::*;
+use softiommu::uapi::Errno;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use zerocopy::{FromBytes, IntoBytes};
+
+struct TestEnv {
+    files: Mutex<HashMap<i32, Arc<File>>>,
+    next: Mutex<i32>,
+}
+
+impl Env for TestEnv {
+    fn install(&self, file: File) -> Result<i32, Errno> {
+        let mut n = self.next.lock().unwrap();
+        *n += 1;
+        self.files.lock().unwrap().insert(*n, Arc::new(file));
+        Ok(*n)
+    }
+    fn file(&self, fd: i32) -> Option<Arc<File>> {
+        self.files.lock().unwrap().get(&fd).cloned()
+    }
+    fn map_file(&self, _fd: i32) -> Result<Arc<dyn FileSource>, Errno> {
+        Err(Errno::EBADF)
+    }
+}
+
+struct Rig {
+    env: TestEnv,
+    space: Arc<SimAddressSpace>,
+    file: File,
+    arg: u64,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let mem = SimMemory::new(1 << 30).unwrap();
+        let space = SimAddressSpace::new(&mem);
+        let process = Process::new(space.clone(), User::new());
+        let arg = space.mmap_anon(None, PAGE_SIZE, true).unwrap();
+        let env = TestEnv {
+            files: Mutex::default(),
+            next: Mutex::new(100),
+        };
+        Rig {
+            env,
+            space,
+            file: File::Iommufd(Iommufd::open(&process)),
+            arg,
+        }
+    }
+
+    /// Runs `cmd` with the argument bytes `bytes` (exactly as given) and returns
+    /// the result and the bytes after the call.
+    fn raw(&self, cmd: u32, bytes: &[u8]) -> (Result<i32, Errno>, Vec<u8>) {
+        self.space.write(self.arg, bytes).unwrap();
+        let r = abi::ioctl(&self.env, &self.file, cmd, self.arg, None);
+        let mut out = vec![0u8; bytes.len()];
+        self.space.read(self.arg, &mut out).unwrap();
+        (r, out)
+    }
+
+    fn call<T: IntoBytes + FromBytes + zerocopy::Immutable>(
+        &self,
+        cmd: u32,
+        arg: &mut T,
+    ) -> Result<i32, Errno> {
+        let (r, out) = self.raw(cmd, arg.as_bytes());
+        *arg = T::read_from_bytes(&out).unwrap();
+        r
+    }
+}
+
+fn size_of<T>() -> u32 {
+    std::mem::size_of::<T>() as u32
+}
+
+#[test]
+fn ioas_alloc_map_unmap() {
+    let rig = Rig::new();
+    let mut alloc = iommu_ioas_alloc {
+        size: size_of::<iommu_ioas_alloc>(),
+        ..Default::default()
+    };
+    assert_eq!(rig.call(IOMMU_IOAS_ALLOC, &mut alloc), Ok(0));
+    assert_eq!(alloc.out_ioas_id, 1);
+    let buf = rig.space.mmap_anon(None, 4 * PAGE_SIZE, true).unwrap();
+    let mut map = iommu_ioas_map {
+        size: size_of::<iommu_ioas_map>(),
+        flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+        ioas_id: 1,
+        user_va: buf,
+        length: 4 * PAGE_SIZE,
+        ..Default::default()
+    };
+    assert_eq!(rig.call(IOMMU_IOAS_MAP, &mut map), Ok(0));
+    assert_ne!(map.iova, 0);
+    let mut unmap = iommu_ioas_unmap {
+        size: size_of::<iommu_ioas_unmap>(),
+        ioas_id: 1,
+        iova: map.iova,
+        length: 4 * PAGE_SIZE,
+    };
+    assert_eq!(rig.call(IOMMU_IOAS_UNMAP, &mut unmap), Ok(0));
+    assert_eq!(unmap.length, 4 * PAGE_SIZE);
+    assert_eq!(rig.call(IOMMU_IOAS_UNMAP, &mut unmap), Err(Errno::ENOENT));
+}
+
+#[test]
+fn extensible_struct_rules() {
+    let rig = Rig::new();
+    let mut alloc = iommu_ioas_alloc {
+        size: size_of::<iommu_ioas_alloc>(),
+        ..Default::default()
+    };
+    // Below the minimum size: EINVAL.
+    alloc.size = 11;
+    assert_eq!(rig.call(IOMMU_IOAS_ALLOC, &mut alloc), Err(Errno::EINVAL));
+    // Longer with zeroes: fine; with a non-zero byte past what we know: E2BIG.
+    let mut bytes = vec![0u8; 24];
+    bytes[..4].copy_from_slice(&24u32.to_ne_bytes());
+    assert_eq!(rig.raw(IOMMU_IOAS_ALLOC, &bytes).0, Ok(0));
+    bytes[20] = 1;
+    let (r, out) = rig.raw(IOMMU_IOAS_ALLOC, &bytes);
+    assert_eq!(r, Err(Errno::E2BIG));
+    assert_eq!(out, bytes, "nothing written back on failure");
+    // Unknown flags: EOPNOTSUPP.
+    alloc.size = size_of::<iommu_ioas_alloc>();
+    alloc.flags = 1;
+    assert_eq!(
+        rig.call(IOMMU_IOAS_ALLOC, &mut alloc),
+        Err(Errno::EOPNOTSUPP)
+    );
+    // Not an iommufd ioctl: ENOTTY; a bad pointer: EFAULT.
+    assert_eq!(
+        abi::ioctl(&rig.env, &rig.file, 0x5401, rig.arg, None),
+        Err(Errno::ENOTTY)
+    );
+    assert_eq!(
+        abi::ioctl(&rig.env, &rig.file, IOMMU_IOAS_ALLOC, 8, None),
+        Err(Errno::EFAULT)
+    );
+}
+
+#[test]
+fn iova_ranges_too_small_array() {
+    let rig = Rig::new();
+    let mut alloc = iommu_ioas_alloc {
+        size: size_of::<iommu_ioas_alloc>(),
+        ..Default::default()
+    };
+    rig.call(IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
+    let mut reserved = iommu_test_cmd::new(
+        alloc.out_ioas_id,
+        &iommu_test_cmd_add_reserved {
+            start: 1 << 20,
+            length: PAGE_SIZE,
+        },
+    );
+    assert_eq!(rig.call(IOMMU_TEST_CMD, &mut reserved), Ok(0));
+    let array = rig.space.mmap_anon(None, PAGE_SIZE, true).unwrap();
+    let mut ranges = iommu_ioas_iova_ranges {
+        size: size_of::<iommu_ioas_iova_ranges>(),
+        ioas_id: alloc.out_ioas_id,
+        num_iovas: 1,
+        allowed_iovas: array,
+        ..Default::default()
+    };
+    assert_eq!(
+        rig.call(IOMMU_IOAS_IOVA_RANGES, &mut ranges),
+        Err(Errno::EMSGSIZE)
+    );
+    assert_eq!(ranges.num_iovas, 2);
+    let mut first = iommu_iova_range::default();
+    rig.space.read(array, first.as_mut_bytes()).unwrap();
+    assert_eq!((first.start, first.last), (0, (1 << 20) - 1));
+    assert_eq!(rig.call(IOMMU_IOAS_IOVA_RANGES, &mut ranges), Ok(0));
+}
+
+#[test]
+fn test_cmd_mock_domain_and_access_fd() {
+    let rig = Rig::new();
+    let mut alloc = iommu_ioas_alloc {
+        size: size_of::<iommu_ioas_alloc>(),
+        ..Default::default()
+    };
+    rig.call(IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
+    let mut md = iommu_test_cmd::new(alloc.out_ioas_id, &iommu_test_cmd_mock_domain::default());
+    assert_eq!(rig.call(IOMMU_TEST_CMD, &mut md), Ok(0));
+    let out: iommu_test_cmd_mock_domain = md.payload_as();
+    assert_eq!(
+        (out.out_stdev_id, out.out_hwpt_id, out.out_idev_id),
+        (2, 4, 3)
+    );
+    let mut ca = iommu_test_cmd::new(
+        alloc.out_ioas_id,
+        &iommu_test_cmd_create_access {
+            flags: MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+            ..Default::default()
+        },
+    );
+    let mut trace = Trace::default();
+    rig.space.write(rig.arg, ca.as_bytes()).unwrap();
+    assert_eq!(
+        abi::ioctl(
+            &rig.env,
+            &rig.file,
+            IOMMU_TEST_CMD,
+            rig.arg,
+            Some(&mut trace)
+        ),
+        Ok(0)
+    );
+    rig.space.read(rig.arg, ca.as_mut_bytes()).unwrap();
+    assert_eq!(trace.name, "IOMMU_TEST_CMD/CREATE_ACCESS");
+    let fd = ca
+        .payload_as::<iommu_test_cmd_create_access>()
+        .out_access_fd;
+    assert!(matches!(*rig.env.file(fd as i32).unwrap(), File::Access(_)));
+    // Another descriptor is not an access: EBADFD.
+    let mut rw = iommu_test_cmd::new(7, &iommu_test_cmd_access_rw::default());
+    assert_eq!(rig.call(IOMMU_TEST_CMD, &mut rw), Err(Errno::EBADFD));
+    // An unknown op: EOPNOTSUPP.
+    let mut bad = iommu_test_cmd::new(0, &iommu_test_cmd_add_reserved::default());
+    bad.op = 999;
+    assert_eq!(rig.call(IOMMU_TEST_CMD, &mut bad), Err(Errno::EOPNOTSUPP));
+}
