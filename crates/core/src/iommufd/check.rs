@@ -54,6 +54,20 @@ fn merge(pieces: impl IntoIterator<Item = (u64, u64, u64)>) -> Vec<(u64, u64, u6
     out
 }
 
+fn iopt_holes_empty(iopt: &super::io_pagetable::IoPagetable, within: IovaRange) -> bool {
+    let mut cur = within.start;
+    for (r, _) in iopt.areas().filter(|(r, _)| r.overlaps(&within)) {
+        if r.start > cur {
+            return false;
+        }
+        match r.last.checked_add(1) {
+            Some(n) => cur = n,
+            None => return true,
+        }
+    }
+    cur > within.last
+}
+
 /// Checks every invariant of `ctx`; the error says which one broke.
 pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
     let objects = ctx.objects();
@@ -139,6 +153,37 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
             need
         );
         let reserved = iopt.reserved_union();
+        let mut union = CountMap::new();
+        for (r, _) in iopt.reserved() {
+            union.add(r);
+        }
+        let union: Vec<IovaRange> = union.iter(IovaRange::ALL).map(|(r, _)| r).collect();
+        let mut merged: Vec<IovaRange> = Vec::new();
+        for r in union {
+            match merged.last_mut() {
+                Some(m) if m.last.checked_add(1) == Some(r.start) => m.last = r.last,
+                _ => merged.push(r),
+            }
+        }
+        let cached: Vec<IovaRange> = reserved.iter().map(|(r, _)| r).collect();
+        ensure!(
+            cached == merged,
+            "IOAS {}: reserved union {:?}, expected {:?}",
+            ioas.id,
+            cached,
+            merged
+        );
+        if iopt.covered_to() > PAGE_SIZE {
+            let below = IovaRange::new(PAGE_SIZE, iopt.covered_to() - 1);
+            for hole in reserved.holes_iter(below) {
+                ensure!(
+                    iopt_holes_empty(&iopt, hole),
+                    "IOAS {}: free IOVA below the allocation hint {:#x}",
+                    ioas.id,
+                    iopt.covered_to()
+                );
+            }
+        }
         for d in iopt.domains() {
             let ap = d.aperture();
             let owner = ReservedOwner::Domain(domain_key(d));
