@@ -417,7 +417,7 @@ pub struct iommu_hwpt_arm_smmuv3 {
     /// The first two 64-bit words of the guest STE, little-endian.
     pub ste: [u64; 2],
 }
-layout!(iommu_hwpt_arm_smmuv3, 16; ste 0);
+layout!(iommu_hwpt_arm_smmuv3, 16; ste 0 [c "__aligned_le64"]);
 
 /// Nested-HWPT data for [`IOMMU_HWPT_DATA_AMD_GUEST`]: a guest Device Table Entry.
 #[repr(C)]
@@ -614,7 +614,7 @@ pub struct iommu_hw_info {
     pub out_capabilities: u64,
 }
 layout!(iommu_hw_info, 40;
-    size 0, flags 4, dev_id 8, data_len 12, data_uptr 16, data_type 24,
+    size 0, flags 4, dev_id 8, data_len 12, data_uptr 16, data_type 24 [union in_data_type, out_data_type],
     out_max_pasid_log2 28, __reserved 29, out_capabilities 32);
 
 impl iommu_hw_info {
@@ -746,7 +746,7 @@ pub struct iommu_viommu_arm_smmuv3_invalidate {
     /// The 128-bit command-queue entry, two little-endian words.
     pub cmd: [u64; 2],
 }
-layout!(iommu_viommu_arm_smmuv3_invalidate, 16; cmd 0);
+layout!(iommu_viommu_arm_smmuv3_invalidate, 16; cmd 0 [c "__aligned_le64"]);
 
 /// Argument of [`IOMMU_HWPT_INVALIDATE`]: flush caches of a nested HWPT or a vIOMMU.
 #[repr(C)]
@@ -914,7 +914,7 @@ pub struct iommu_viommu_alloc {
     pub data_uptr: u64,
 }
 layout!(iommu_viommu_alloc, 40;
-    size 0, flags 4, type_ 8, dev_id 12, hwpt_id 16, out_viommu_id 20, data_len 24,
+    size 0, flags 4, type_ 8 [as "type"], dev_id 12, hwpt_id 16, out_viommu_id 20, data_len 24,
     __reserved 28, data_uptr 32);
 /// Allocates a vIOMMU.
 pub const IOMMU_VIOMMU_ALLOC: u32 = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_VIOMMU_ALLOC);
@@ -998,7 +998,7 @@ pub struct iommu_vevent_arm_smmuv3 {
     /// The 256-bit event record, four little-endian words; StreamID holds the virtual ID.
     pub evt: [u64; 4],
 }
-layout!(iommu_vevent_arm_smmuv3, 32; evt 0);
+layout!(iommu_vevent_arm_smmuv3, 32; evt 0 [c "__aligned_le64"]);
 
 /// A Tegra241 CMDQV error interrupt for the guest.
 #[repr(C)]
@@ -1009,7 +1009,7 @@ pub struct iommu_vevent_tegra241_cmdqv {
     /// The 128-bit LVCMDQ error map, two little-endian words.
     pub lvcmdq_err_map: [u64; 2],
 }
-layout!(iommu_vevent_tegra241_cmdqv, 16; lvcmdq_err_map 0);
+layout!(iommu_vevent_tegra241_cmdqv, 16; lvcmdq_err_map 0 [c "__aligned_le64"]);
 
 /// Argument of [`IOMMU_VEVENTQ_ALLOC`]: create a virtual event queue on a vIOMMU.
 #[repr(C)]
@@ -1035,7 +1035,7 @@ pub struct iommu_veventq_alloc {
     pub __reserved: u32,
 }
 layout!(iommu_veventq_alloc, 32;
-    size 0, flags 4, viommu_id 8, type_ 12, veventq_depth 16, out_veventq_id 20,
+    size 0, flags 4, viommu_id 8, type_ 12 [as "type"], veventq_depth 16, out_veventq_id 20,
     out_veventq_fd 24, __reserved 28);
 /// Allocates a vEVENTQ.
 pub const IOMMU_VEVENTQ_ALLOC: u32 = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_VEVENTQ_ALLOC);
@@ -1074,7 +1074,7 @@ pub struct iommu_hw_queue_alloc {
     pub length: u64,
 }
 layout!(iommu_hw_queue_alloc, 40;
-    size 0, flags 4, viommu_id 8, type_ 12, index 16, out_hw_queue_id 20,
+    size 0, flags 4, viommu_id 8, type_ 12 [as "type"], index 16, out_hw_queue_id 20,
     nesting_parent_iova 24, length 32);
 /// Allocates a HW queue.
 pub const IOMMU_HW_QUEUE_ALLOC: u32 = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_HW_QUEUE_ALLOC);

@@ -11,6 +11,9 @@
 //!   ioctl and the mock driver's formats, which the kernel's selftests need.
 //! - [`ioctl`]: `const fn` versions of the `_IOC` macro family.
 //! - [`errno`]: [`Errno`], an open newtype over Linux error numbers.
+//! - [`cheader`]: the two C headers above, rendered back from these definitions, for
+//!   building C programs (the kernel's selftests among them) on machines whose
+//!   `linux/iommufd.h` is older than this crate.
 //!
 //! # Naming
 //!
@@ -41,9 +44,18 @@
 
 /// Asserts at compile time the size of a struct and the offset of each of its fields,
 /// and (through a struct literal that is type-checked but never run) that the list
-/// names every field.
+/// names every field. It also implements [`cheader::CLayout`] for the struct: the
+/// same field list, with each field's C type taken from its Rust type, is the table
+/// the C header is rendered from, so the header cannot describe a field the
+/// assertions did not check.
+///
+/// A field may carry one bracketed note on how C spells it:
+/// `[as "type"]` (another C name), `[c "__u64"]` (another C scalar type, for arrays
+/// the element type), `[pad]` (explicit Rust padding that C leaves implicit),
+/// `[union a, b]` (an anonymous C union of scalars `a` and `b` of the field's type) or
+/// `[union a: T, b: U]` (an anonymous C union of anonymous structs laid out as `T`, `U`).
 macro_rules! layout {
-    ($t:ident, $size:expr; $($field:ident $offset:expr),+ $(,)?) => {
+    ($t:ident, $size:expr; $($field:ident $offset:literal $([$($c:tt)*])?),+ $(,)?) => {
         const _: () = {
             assert!(
                 core::mem::size_of::<$t>() == $size,
@@ -60,9 +72,66 @@ macro_rules! layout {
                 $t { $($field: Default::default()),+ }
             }
         };
+        impl $crate::cheader::CLayout for $t {
+            const C_STRUCT: $crate::cheader::CStruct = $crate::cheader::CStruct {
+                name: stringify!($t),
+                size: core::mem::size_of::<$t>(),
+                align: core::mem::align_of::<$t>(),
+                fields: &[$(c_field!($t, $field; $($($c)*)?)),+],
+            };
+        }
     };
 }
 
+/// One [`cheader::CField`] of a [`layout!`] list; see there for the notes.
+macro_rules! c_field {
+    (@ $t:ident, $field:ident, $name:expr, $ty:expr) => {
+        $crate::cheader::CField {
+            name: $name,
+            offset: core::mem::offset_of!($t, $field),
+            size: $crate::cheader::field_size(|s: &$t| &s.$field),
+            ty: $ty,
+        }
+    };
+    ($t:ident, $field:ident;) => {
+        c_field!(@ $t, $field, stringify!($field),
+            $crate::cheader::field_ctype(|s: &$t| &s.$field))
+    };
+    ($t:ident, $field:ident; as $name:literal) => {
+        c_field!(@ $t, $field, $name, $crate::cheader::field_ctype(|s: &$t| &s.$field))
+    };
+    ($t:ident, $field:ident; c $cty:literal) => {
+        c_field!(@ $t, $field, stringify!($field),
+            $crate::cheader::field_ctype(|s: &$t| &s.$field).with_scalar($cty))
+    };
+    ($t:ident, $field:ident; pad) => {
+        c_field!(@ $t, $field, stringify!($field), $crate::cheader::CType::Padding)
+    };
+    ($t:ident, $field:ident; union $($member:ident),+) => {
+        c_field!(@ $t, $field, stringify!($field), $crate::cheader::CType::Union(&[$(
+            $crate::cheader::CField {
+                name: stringify!($member),
+                offset: 0,
+                size: $crate::cheader::field_size(|s: &$t| &s.$field),
+                ty: $crate::cheader::field_ctype(|s: &$t| &s.$field),
+            }
+        ),+]))
+    };
+    ($t:ident, $field:ident; union $($member:ident: $mt:ty),+) => {
+        c_field!(@ $t, $field, stringify!($field), $crate::cheader::CType::Union(&[$(
+            $crate::cheader::CField {
+                name: stringify!($member),
+                offset: 0,
+                size: core::mem::size_of::<$mt>(),
+                ty: $crate::cheader::CType::Struct(
+                    &<$mt as $crate::cheader::CLayout>::C_STRUCT,
+                ),
+            }
+        ),+]))
+    };
+}
+
+pub mod cheader;
 pub mod errno;
 pub mod ioctl;
 pub mod iommufd;

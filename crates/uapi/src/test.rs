@@ -166,7 +166,33 @@ pub struct iommu_test_cmd {
     /// Tail padding of the C struct, made explicit.
     pub __pad: u32,
 }
-layout!(iommu_test_cmd, 72; size 0, op 4, id 8, __reserved 12, payload 16, last 64, __pad 68);
+layout!(iommu_test_cmd, 72;
+    size 0, op 4, id 8, __reserved 12,
+    payload 16 [union
+        add_reserved: iommu_test_cmd_add_reserved,
+        mock_domain: iommu_test_cmd_mock_domain,
+        mock_domain_flags: iommu_test_cmd_mock_domain_flags,
+        mock_domain_replace: iommu_test_cmd_mock_domain_replace,
+        check_map: iommu_test_cmd_check_map,
+        check_refs: iommu_test_cmd_check_refs,
+        create_access: iommu_test_cmd_create_access,
+        destroy_access_pages: iommu_test_cmd_destroy_access_pages,
+        access_pages: iommu_test_cmd_access_pages,
+        access_rw: iommu_test_cmd_access_rw,
+        memory_limit: iommu_test_cmd_memory_limit,
+        access_replace_ioas: iommu_test_cmd_access_replace_ioas,
+        dirty: iommu_test_cmd_dirty,
+        check_iotlb: iommu_test_cmd_check_iotlb,
+        trigger_iopf: iommu_test_cmd_trigger_iopf,
+        check_dev_cache: iommu_test_cmd_check_dev_cache,
+        trigger_vevent: iommu_test_cmd_trigger_vevent,
+        pasid_attach: iommu_test_cmd_pasid_attach,
+        pasid_replace: iommu_test_cmd_pasid_replace,
+        pasid_detach: iommu_test_cmd_pasid_detach,
+        pasid_check: iommu_test_cmd_pasid_check,
+        dmabuf_get: iommu_test_cmd_dmabuf_get,
+        dmabuf_revoke: iommu_test_cmd_dmabuf_revoke],
+    last 64, __pad 68 [pad]);
 
 /// Size in bytes of the union in [`iommu_test_cmd`].
 pub const IOMMU_TEST_CMD_PAYLOAD_SIZE: usize = core::mem::size_of::<[u64; 6]>();
@@ -330,7 +356,7 @@ pub struct iommu_test_cmd_check_refs {
     /// Tail padding of the C struct, made explicit.
     pub __pad: u32,
 }
-layout!(iommu_test_cmd_check_refs, 24; length 0, uptr 8, refs 16, __pad 20);
+layout!(iommu_test_cmd_check_refs, 24; length 0, uptr 8, refs 16, __pad 20 [pad]);
 
 /// Union member `create_access` of [`iommu_test_cmd`]; `id` is the IOAS.
 #[repr(C)]
@@ -395,7 +421,7 @@ pub struct iommu_test_cmd_access_rw {
     /// Tail padding of the C struct, made explicit.
     pub __pad: u32,
 }
-layout!(iommu_test_cmd_access_rw, 32; iova 0, length 8, uptr 16, flags 24, __pad 28);
+layout!(iommu_test_cmd_access_rw, 32; iova 0, length 8, uptr 16, flags 24, __pad 28 [pad]);
 
 /// Union member `memory_limit` of [`iommu_test_cmd`].
 #[repr(C)]
@@ -443,7 +469,7 @@ pub struct iommu_test_cmd_dirty {
     pub out_nr_dirty: u64,
 }
 layout!(iommu_test_cmd_dirty, 48;
-    flags 0, __pad 4, iova 8, length 16, page_size 24, uptr 32, out_nr_dirty 40);
+    flags 0, __pad 4 [pad], iova 8, length 16, page_size 24, uptr 32, out_nr_dirty 40);
 
 /// Union member `check_iotlb` of [`iommu_test_cmd`]; `id` is the nested HWPT.
 #[repr(C)]
@@ -475,7 +501,7 @@ pub struct iommu_test_cmd_trigger_iopf {
     /// Faulting address (a plain `__u64` in C, 8-aligned here as there).
     pub addr: u64,
 }
-layout!(iommu_test_cmd_trigger_iopf, 24; dev_id 0, pasid 4, grpid 8, perm 12, addr 16);
+layout!(iommu_test_cmd_trigger_iopf, 24; dev_id 0, pasid 4, grpid 8, perm 12, addr 16 [c "__u64"]);
 
 /// Union member `check_dev_cache` of [`iommu_test_cmd`]; `id` is the mock device.
 #[repr(C)]
