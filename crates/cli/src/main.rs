@@ -1,28 +1,63 @@
 //! The `softiommu` command line.
 //!
-//! So far it reports its version and what it can do; `softiommu run` (programs
-//! under the interposer) arrives with the uAPI boundary.
+//! - `softiommu run [OPTIONS] -- PROGRAM [ARGS...]`: runs an unmodified program
+//!   with the interposer (`libsoftiommu_preload.so`) in `LD_PRELOAD`, so that its
+//!   `/dev/iommu` is softiommu. The program replaces this process (`exec`), so its
+//!   exit status, signals and pid are its own.
+//! - `softiommu headers DIR`: writes the C headers of the uAPI softiommu
+//!   implements (`DIR/linux/iommufd.h`, `DIR/iommufd_test.h`) for `cc -I DIR`.
+//!
+//! Arguments are parsed by hand: the grammar is small and the binary stays free
+//! of dependencies.
 
-use std::process::ExitCode;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
 const HELP: &str = "\
 softiommu: the Linux device-assignment stack (/dev/iommu, iommufd) in user space
 
-Usage: softiommu [--help | --version]
+Usage:
+  softiommu run [OPTIONS] [--] PROGRAM [ARGS...]
+  softiommu headers DIR
+  softiommu --help | --version
 
-What is here now:
-  The typed Rust API (crate `softiommu`): IO address spaces, pinned pages, the
-  kernel selftest's mock IOMMU and its test operations. Try:
-      cargo run -p softiommu --example quickstart
+Commands:
+  run       Run PROGRAM with /dev/iommu answered by softiommu: the interposer
+            libsoftiommu_preload.so is put first in LD_PRELOAD and PROGRAM
+            replaces this process, so its exit status is PROGRAM's.
+  headers   Write the uAPI headers softiommu implements, DIR/linux/iommufd.h
+            and DIR/iommufd_test.h, for `cc -I DIR`.
 
-Coming next:
-  softiommu run [--trace] -- PROGRAM [ARGS]   run an unmodified iommufd client
+Options of `run`:
+  --trace              Log every call on an iommufd (and every open of
+                       /dev/iommu) to stderr, decoded like strace.
+  --trace-file FILE    The same, appended to FILE.
+  --preload PATH       The interposer to load. Default: $SOFTIOMMU_PRELOAD, or
+                       libsoftiommu_preload.so next to this executable (where
+                       `cargo build` puts both).
+
+Environment passed to PROGRAM:
+  LD_PRELOAD           the interposer, then whatever LD_PRELOAD held
+  SOFTIOMMU_TRACE      `stderr` or a file (set by --trace / --trace-file)
+
+Example:
+  cargo build --workspace
+  target/debug/softiommu run --trace -- ./my-vmm --iommufd
 ";
 
+const PRELOAD_NAME: &str = "libsoftiommu_preload.so";
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None | Some("-h" | "--help" | "help") => {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    };
+    match cmd.to_str() {
+        Some("-h" | "--help" | "help") => {
             print!("{HELP}");
             ExitCode::SUCCESS
         }
@@ -30,9 +65,214 @@ fn main() -> ExitCode {
             println!("softiommu {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Some(other) => {
-            eprintln!("softiommu: unknown command `{other}`\n\n{HELP}");
-            ExitCode::from(2)
+        Some("run") => run(&args[1..]),
+        Some("headers") => headers(&args[1..]),
+        _ => usage_error(&format!("unknown command `{}`", cmd.to_string_lossy())),
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("softiommu: {msg}\nTry `softiommu --help`.");
+    ExitCode::from(2)
+}
+
+/// What `run` was asked to do.
+#[derive(Debug, Default, PartialEq)]
+struct RunArgs {
+    trace: Option<OsString>,
+    preload: Option<PathBuf>,
+    program: Vec<OsString>,
+}
+
+/// Parses the arguments of `run`; `Err` is a usage error, `Ok(None)` is `--help`.
+fn parse_run(args: &[OsString]) -> Result<Option<RunArgs>, String> {
+    let mut out = RunArgs::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let s = arg.to_string_lossy();
+        let mut value = |name: &str| -> Result<OsString, String> {
+            match s.split_once('=') {
+                Some((_, v)) => Ok(v.into()),
+                None => it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value")),
+            }
+        };
+        match s.split_once('=').map_or(&*s, |(k, _)| k) {
+            "--" => {
+                out.program = it.cloned().collect();
+                break;
+            }
+            "-h" | "--help" => return Ok(None),
+            "--trace" if !s.contains('=') => out.trace = Some("stderr".into()),
+            "--trace-file" => out.trace = Some(value("--trace-file")?),
+            "--preload" => out.preload = Some(value("--preload")?.into()),
+            _ if s.starts_with('-') => return Err(format!("unknown option `{s}` of `run`")),
+            _ => {
+                out.program = std::iter::once(arg).chain(it).cloned().collect();
+                break;
+            }
         }
+    }
+    if out.program.is_empty() {
+        return Err("`run` needs a PROGRAM to run".into());
+    }
+    Ok(Some(out))
+}
+
+/// The interposer: `--preload`, `$SOFTIOMMU_PRELOAD`, or next to this executable.
+fn find_preload(given: Option<PathBuf>) -> Result<PathBuf, String> {
+    let (path, from) = match given {
+        Some(p) => (p, "--preload"),
+        None => match std::env::var_os("SOFTIOMMU_PRELOAD") {
+            Some(p) if !p.is_empty() => (PathBuf::from(p), "SOFTIOMMU_PRELOAD"),
+            _ => {
+                let exe = std::env::current_exe()
+                    .map_err(|e| format!("cannot find this executable: {e}"))?;
+                let dir = exe.parent().unwrap_or(Path::new("."));
+                (dir.join(PRELOAD_NAME), "the directory of this executable")
+            }
+        },
+    };
+    let path = path.canonicalize().map_err(|e| {
+        format!(
+            "no interposer at {} ({from}): {e}\n\
+             Build it with `cargo build -p softiommu-preload` (it lands next to \
+             `softiommu` in the target directory), or give --preload PATH.",
+            path.display()
+        )
+    })?;
+    // ld.so splits LD_PRELOAD at colons and spaces.
+    if path
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .any(|b| *b == b':' || *b == b' ')
+    {
+        return Err(format!(
+            "the interposer's path {} contains ':' or ' ', which LD_PRELOAD cannot hold",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// `LD_PRELOAD` with `lib` first.
+fn ld_preload(lib: &Path, existing: Option<&OsStr>) -> OsString {
+    let mut v = lib.as_os_str().to_owned();
+    if let Some(old) = existing.filter(|o| !o.is_empty()) {
+        v.push(":");
+        v.push(old);
+    }
+    v
+}
+
+fn run(args: &[OsString]) -> ExitCode {
+    let run = match parse_run(args) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return usage_error(&e),
+    };
+    let lib = match find_preload(run.preload) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("softiommu: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut cmd = Command::new(&run.program[0]);
+    cmd.args(&run.program[1..]);
+    cmd.env(
+        "LD_PRELOAD",
+        ld_preload(&lib, std::env::var_os("LD_PRELOAD").as_deref()),
+    );
+    if let Some(trace) = run.trace {
+        // A file is made absolute, so that a program that changes directory
+        // (or runs others that do) still writes to the same one.
+        let trace = if trace == "stderr" {
+            trace
+        } else {
+            std::path::absolute(&trace)
+                .map(PathBuf::into_os_string)
+                .unwrap_or(trace)
+        };
+        cmd.env("SOFTIOMMU_TRACE", trace);
+    }
+    let err = cmd.exec();
+    eprintln!(
+        "softiommu: cannot run {}: {err}",
+        run.program[0].to_string_lossy()
+    );
+    // As shells do: 127 when there is no such program, 126 when it cannot run.
+    ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
+}
+
+fn headers(args: &[OsString]) -> ExitCode {
+    let [dir] = args else {
+        return usage_error("`headers` needs exactly one argument, the directory");
+    };
+    let dir = Path::new(dir);
+    match softiommu::uapi::cheader::write(dir) {
+        Ok(()) => {
+            println!(
+                "wrote {} and {}",
+                dir.join("linux/iommufd.h").display(),
+                dir.join("iommufd_test.h").display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("softiommu: cannot write headers to {}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn parses_run() {
+        let r = parse_run(&os(&["--trace", "--", "prog", "--trace", "x"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.trace, Some("stderr".into()));
+        assert_eq!(r.program, os(&["prog", "--trace", "x"]));
+        let r = parse_run(&os(&["--trace-file=t.log", "--preload", "/l.so", "prog"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.trace, Some("t.log".into()));
+        assert_eq!(r.preload, Some(PathBuf::from("/l.so")));
+        assert_eq!(r.program, os(&["prog"]));
+        assert_eq!(parse_run(&os(&["--help"])), Ok(None));
+        assert!(parse_run(&os(&["--"])).is_err());
+        assert!(parse_run(&os(&["--bogus", "prog"])).is_err());
+        assert!(parse_run(&os(&["--trace-file"])).is_err());
+    }
+
+    #[test]
+    fn prepends_to_ld_preload() {
+        let lib = Path::new("/t/libsoftiommu_preload.so");
+        assert_eq!(
+            ld_preload(lib, None),
+            OsString::from("/t/libsoftiommu_preload.so")
+        );
+        assert_eq!(
+            ld_preload(lib, Some(OsStr::new("/x.so"))),
+            OsString::from("/t/libsoftiommu_preload.so:/x.so")
+        );
     }
 }

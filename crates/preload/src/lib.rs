@@ -1,0 +1,78 @@
+//! `libsoftiommu_preload.so`: unmodified programs' `/dev/iommu` answered by softiommu.
+//!
+//! Loaded with `LD_PRELOAD` (see `softiommu run`), this library defines the libc
+//! functions through which a program reaches a file descriptor — `open*`,
+//! `close*`, `dup*`, `fcntl`, `ioctl`, `read`, `write`, `mmap` — and answers them
+//! itself for *our* descriptors: opens of `/dev/iommu`, and the selftest access
+//! fds that `IOMMU_TEST_OP_CREATE_ACCESS` installs. Every other call goes to the
+//! real libc function, resolved once with `dlsym(RTLD_NEXT)`, untouched and with
+//! its `errno`.
+//!
+//! # Descriptors
+//!
+//! Each of our descriptors is backed by a real kernel descriptor: an empty,
+//! sealed memfd (`softiommu:iommufd`, `softiommu:access`). So fd numbers are
+//! allocated by the kernel and never collide with the program's; `O_CLOEXEC`,
+//! `F_SETFD`, `poll` (the default mask, as for the kernel's iommufd, which has no
+//! poll op), `fork` and `exec` behave as they do for the real file; and a
+//! descriptor the program passes somewhere we do not look is still an open file.
+//!
+//! The fd table (`table.rs`) maps fd numbers to *open file descriptions* (`Desc`):
+//! one `Desc` per open (identified by its memfd's `(st_dev, st_ino)`), shared by
+//! every fd that `dup`, `dup2`, `dup3` or `fcntl(F_DUPFD*)` made from it. The
+//! `Desc` owns the [`softiommu::abi::File`]; when the last fd of a description is
+//! closed (or replaced by `dup2`), the `File` is dropped, which closes the iommufd
+//! context and releases every pin — the kernel's `release` on the last `fput`.
+//! Changes to the numbers of our fds (close, dup onto, close_range) are made
+//! under the table's write lock, so no other thread ever sees a number that the
+//! kernel has already given to another file as ours.
+//!
+//! The question every interposed call asks first — is this fd ours? — costs one
+//! atomic load while the program has none of our fds, and a shared read lock
+//! plus an index otherwise; never a system call.
+//!
+//! # Re-entry, errno, panics
+//!
+//! Our own code (the core reading `/proc/self/maps`, `process_vm_readv`, `dup` of
+//! a file to pin, the trace file) calls the same libc functions, which resolve to
+//! ours. A thread-local flag, set while we work, sends those calls straight to
+//! libc. Results follow libc: `-1` (or `MAP_FAILED`) with `errno`; on success
+//! `errno` is left as the program had it. No panic crosses the FFI boundary:
+//! every entry point runs under `catch_unwind`, and a panic becomes `-1`/`EIO`.
+//! A bad pointer from the program is read through `process_vm_readv` (paths) or
+//! the core's address space (ioctl arguments), so it is `EFAULT`, never a fault in
+//! our code.
+//!
+//! # fork
+//!
+//! `pthread_atfork` handlers take the table's locks (and the gate that every call
+//! on our fds holds, so no context lock is mid-operation either) before `fork`
+//! and release them after in both processes. The child gets its own *copy* of
+//! every context — objects, mappings, pins — and its own process memory. The
+//! kernel would instead share one context between parent and child (an inherited
+//! fd is the same open file); programs that use an iommufd from both sides of a
+//! fork see a difference. The kernel's selftests only use the child's copy to
+//! test that the parent's pins survive.
+//!
+//! # Tracing
+//!
+//! With `SOFTIOMMU_TRACE=stderr` (or a file path) every call on our fds and every
+//! open of our paths is logged, one line each, decoded like strace does:
+//! `ioctl(3, IOMMU_IOAS_MAP, {...}) = 0 => {...}`, `... = -1 ENOENT`.
+//!
+//! # What is not seen
+//!
+//! Calls that bypass the dynamic symbols: raw `syscall(SYS_ioctl, ...)`, libc's
+//! internal opens (`fopen`), descriptors received over `SCM_RIGHTS` or closed
+//! with a raw `close` system call. A descriptor inherited across `exec` is only
+//! an empty memfd in the new program.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod ffi;
+mod ops;
+mod path;
+mod process;
+mod real;
+mod table;
+mod trace;

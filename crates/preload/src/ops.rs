@@ -1,0 +1,277 @@
+//! What each interposed call does once it is known to concern one of our fds or
+//! paths. Every function here runs with the re-entry flag set and under
+//! `catch_unwind` (see `ffi`), and answers `Ok(value)` or `Err(errno)`.
+
+use crate::path::Ours;
+use crate::process;
+use crate::real::{self, OpenKind};
+use crate::table::{self, Desc};
+use crate::trace::{self, Dirfd, OpenFlags, Ret};
+use softiommu::abi::{self, Env, File, Trace};
+use softiommu::iommufd::Iommufd;
+use softiommu::mem::process::ProcessFile;
+use softiommu::mem::FileSource;
+use softiommu::uapi::Errno;
+use std::sync::Arc;
+
+/// The front end's side of the boundary: our fd table.
+struct PreloadEnv;
+
+impl Env for PreloadEnv {
+    fn install(&self, file: File) -> Result<i32, Errno> {
+        let (fd, key) = real::backing_fd(c"softiommu:access", true)?;
+        let desc = Arc::new(Desc {
+            key,
+            readable: true,
+            writable: true,
+            file: Arc::new(file),
+        });
+        table::write().insert(fd, desc);
+        Ok(fd)
+    }
+
+    fn file(&self, fd: i32) -> Option<Arc<File>> {
+        table::lookup(fd).map(|d| d.file.clone())
+    }
+
+    fn map_file(&self, fd: i32) -> Result<Arc<dyn FileSource>, Errno> {
+        match ProcessFile::from_fd(fd) {
+            Ok(f) => Ok(f),
+            Err(e) => Err(e.errno()),
+        }
+    }
+}
+
+fn last_errno() -> Errno {
+    Errno(real::errno())
+}
+
+/// Opens one of our paths.
+pub fn open(kind: OpenKind, dirfd: i32, path: &[u8], flags: i32, ours: Ours) -> Result<i32, Errno> {
+    let _gate = table::gate();
+    let r = open_inner(flags, ours);
+    if trace::enabled() {
+        let path = String::from_utf8_lossy(path);
+        let flags = OpenFlags(flags);
+        let r = Ret(&r);
+        if kind.has_dirfd() {
+            trace::line(format_args!(
+                "{}({}, {path:?}, {flags}) {r}",
+                kind.name(),
+                Dirfd(dirfd)
+            ));
+        } else {
+            trace::line(format_args!("{}({path:?}, {flags}) {r}", kind.name()));
+        }
+    }
+    r
+}
+
+fn open_inner(flags: i32, ours: Ours) -> Result<i32, Errno> {
+    if flags & libc::O_DIRECTORY != 0 {
+        return Err(Errno::ENOTDIR);
+    }
+    if flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL {
+        return Err(Errno::EEXIST);
+    }
+    table::init();
+    let file = match ours {
+        Ours::Iommu => File::Iommufd(Iommufd::open(&process::get())),
+    };
+    let (fd, key) = real::backing_fd(c"softiommu:iommufd", flags & libc::O_CLOEXEC != 0)?;
+    if flags & libc::O_NONBLOCK != 0 {
+        // Only so that F_GETFL shows what the program asked for.
+        let _ = real::fcntl_int(fd, libc::F_SETFL, libc::O_NONBLOCK);
+    }
+    let access = flags & libc::O_ACCMODE;
+    let desc = Arc::new(Desc {
+        key,
+        readable: access == libc::O_RDONLY || access == libc::O_RDWR,
+        writable: access == libc::O_WRONLY || access == libc::O_RDWR,
+        file: Arc::new(file),
+    });
+    table::write().insert(fd, desc);
+    Ok(fd)
+}
+
+/// `ioctl` on one of our fds.
+pub fn ioctl(fd: i32, desc: &Desc, request: u64, arg: u64) -> Result<i32, Errno> {
+    let _gate = table::gate();
+    // The kernel takes the command as an unsigned int.
+    let cmd = request as u32;
+    if !trace::enabled() {
+        return abi::ioctl(&PreloadEnv, &desc.file, cmd, arg, None);
+    }
+    let mut t = Trace::default();
+    let r = abi::ioctl(&PreloadEnv, &desc.file, cmd, arg, Some(&mut t));
+    let name = if t.name.is_empty() {
+        format!("{cmd:#x}")
+    } else {
+        t.name
+    };
+    let input = if t.input.is_empty() {
+        format!("{arg:#x}")
+    } else {
+        trace::strip_type(&t.input).to_string()
+    };
+    if t.output.is_empty() {
+        trace::line(format_args!("ioctl({fd}, {name}, {input}) {}", Ret(&r)));
+    } else {
+        trace::line(format_args!(
+            "ioctl({fd}, {name}, {input}) {} => {}",
+            Ret(&r),
+            trace::strip_type(&t.output)
+        ));
+    }
+    r
+}
+
+/// `close` of one of our fds: forgets it, then closes the backing fd; the
+/// description (and with its last fd the context) goes after the lock.
+pub fn close(fd: i32) -> Result<i32, Errno> {
+    let _gate = table::gate();
+    let (r, desc) = {
+        let mut t = table::write();
+        let desc = t.remove(fd);
+        let r = real::close(fd);
+        (if r < 0 { Err(last_errno()) } else { Ok(r) }, desc)
+    };
+    drop(desc);
+    trace::line(format_args!("close({fd}) {}", Ret(&r)));
+    r
+}
+
+/// `dup`, `fcntl(F_DUPFD*)` of one of our fds: the new fd shares the
+/// description. `dupfd` is `None` for `dup`, `Some((cmd, min))` for fcntl.
+pub fn dup(fd: i32, dupfd: Option<(i32, i32)>) -> Result<i32, Errno> {
+    let _gate = table::gate();
+    let r = {
+        let mut t = table::write();
+        let n = match dupfd {
+            None => real::dup(fd),
+            Some((cmd, min)) => real::fcntl_int(fd, cmd, min),
+        };
+        if n < 0 {
+            Err(last_errno())
+        } else {
+            if let Some(d) = t.get(fd) {
+                t.insert(n, d);
+            }
+            Ok(n)
+        }
+    };
+    if trace::enabled() {
+        match dupfd {
+            None => trace::line(format_args!("dup({fd}) {}", Ret(&r))),
+            Some((cmd, min)) => {
+                let cmd = if cmd == libc::F_DUPFD_CLOEXEC {
+                    "F_DUPFD_CLOEXEC"
+                } else {
+                    "F_DUPFD"
+                };
+                trace::line(format_args!("fcntl({fd}, {cmd}, {min}) {}", Ret(&r)));
+            }
+        }
+    }
+    r
+}
+
+/// `dup2`/`dup3` where `old` or `new` is ours: `new` leaves the table (its
+/// description is dropped if that was its last fd) and takes `old`'s place.
+pub fn dup2(old: i32, new: i32, flags: Option<i32>) -> Result<i32, Errno> {
+    let _gate = table::gate();
+    let (r, dropped) = {
+        let mut t = table::write();
+        let n = match flags {
+            None => real::dup2(old, new),
+            Some(flags) => real::dup3(old, new, flags),
+        };
+        if n < 0 {
+            (Err(last_errno()), None)
+        } else if old == new {
+            (Ok(n), None)
+        } else {
+            let src = t.get(old);
+            let dropped = t.remove(new);
+            if let Some(src) = src {
+                t.insert(new, src);
+            }
+            (Ok(n), dropped)
+        }
+    };
+    drop(dropped);
+    match flags {
+        None => trace::line(format_args!("dup2({old}, {new}) {}", Ret(&r))),
+        Some(f) => trace::line(format_args!("dup3({old}, {new}, {f:#x}) {}", Ret(&r))),
+    }
+    r
+}
+
+/// `read`/`write` on one of ours: the kernel's iommufd and access files have
+/// neither, so the VFS answers EBADF when the file is not open for that
+/// direction and EINVAL otherwise.
+pub fn read_write(fd: i32, desc: &Desc, write: bool, count: usize) -> Result<i32, Errno> {
+    let open_for_it = if write { desc.writable } else { desc.readable };
+    let r = Err(if open_for_it {
+        Errno::EINVAL
+    } else {
+        Errno::EBADF
+    });
+    let name = if write { "write" } else { "read" };
+    trace::line(format_args!("{name}({fd}, ..., {count}) {}", Ret(&r)));
+    r
+}
+
+/// `mmap` of one of ours: the mode checks the kernel makes first, then ENODEV
+/// (iommufd has no mmap in Linux 6.12; the access fd never had one).
+pub fn mmap(fd: i32, desc: &Desc, len: usize, prot: i32, flags: i32) -> Result<(), Errno> {
+    let r = if len == 0 {
+        Err(Errno::EINVAL)
+    } else if !desc.readable
+        || (flags & libc::MAP_TYPE == libc::MAP_SHARED
+            && prot & libc::PROT_WRITE != 0
+            && !desc.writable)
+    {
+        Err(Errno::EACCES)
+    } else {
+        Err(Errno::ENODEV)
+    };
+    trace::line(format_args!(
+        "mmap(..., {len}, {prot:#x}, {flags:#x}, {fd}, ...) {}",
+        Ret(&r.map(|()| 0))
+    ));
+    r
+}
+
+/// `close_range` while we have fds: the kernel call and the table change under
+/// the table lock.
+pub fn close_range(first: u32, last: u32, flags: i32) -> Result<i32, Errno> {
+    let _gate = table::gate();
+    let (r, dropped) = {
+        let mut t = table::write();
+        let r = real::close_range(first, last, flags);
+        if r < 0 {
+            (Err(last_errno()), Vec::new())
+        } else if flags as u32 & libc::CLOSE_RANGE_CLOEXEC != 0 {
+            (Ok(r), Vec::new())
+        } else {
+            (Ok(r), t.remove_range(first, last))
+        }
+    };
+    drop(dropped);
+    r
+}
+
+/// `closefrom` while we have fds.
+pub fn closefrom(lowfd: i32) -> Result<i32, Errno> {
+    let _gate = table::gate();
+    let dropped = {
+        let mut t = table::write();
+        if !real::closefrom(lowfd) {
+            return Err(Errno::ENOSYS);
+        }
+        t.remove_range(lowfd.max(0) as u32, u32::MAX)
+    };
+    drop(dropped);
+    Ok(0)
+}

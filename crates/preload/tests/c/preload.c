@@ -1,0 +1,399 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The interposer seen from an unmodified C program: `preload CASE` runs one case
+ * and exits 0 when every check held. Compiled against the headers
+ * `softiommu_uapi::cheader` writes, run with LD_PRELOAD=libsoftiommu_preload.so
+ * by tests/interposer.rs.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/iommufd.h>
+#include "iommufd_test.h"
+
+static int failures;
+
+#define CHECK(cond)                                                             \
+	do {                                                                    \
+		if (!(cond)) {                                                  \
+			printf("%s:%d: check failed: %s (errno %d %s)\n",       \
+			       __FILE__, __LINE__, #cond, errno, strerror(errno)); \
+			failures++;                                             \
+		}                                                               \
+	} while (0)
+
+/* A call expected to fail with `err`. */
+#define CHECK_ERR(call, err)                                                    \
+	do {                                                                    \
+		errno = 0;                                                      \
+		long r_ = (long)(call);                                         \
+		if (r_ != -1 || errno != (err)) {                               \
+			printf("%s:%d: %s = %ld errno %d (%s), want -1 %s\n",   \
+			       __FILE__, __LINE__, #call, r_, errno,            \
+			       strerror(errno), #err);                          \
+			failures++;                                             \
+		}                                                               \
+	} while (0)
+
+#define REQUIRE(cond)                                                           \
+	do {                                                                    \
+		if (!(cond)) {                                                  \
+			printf("%s:%d: required: %s (errno %d %s)\n", __FILE__, \
+			       __LINE__, #cond, errno, strerror(errno));        \
+			exit(2);                                                \
+		}                                                               \
+	} while (0)
+
+#define BUF_PAGES 4
+#define BUF_LEN (BUF_PAGES * 4096UL)
+
+static int open_iommu(void)
+{
+	int fd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
+	REQUIRE(fd >= 0);
+	return fd;
+}
+
+static uint32_t ioas_alloc(int fd)
+{
+	struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+	REQUIRE(ioctl(fd, IOMMU_IOAS_ALLOC, &cmd) == 0);
+	return cmd.out_ioas_id;
+}
+
+static int destroy(int fd, uint32_t id)
+{
+	struct iommu_destroy cmd = { .size = sizeof(cmd), .id = id };
+	return ioctl(fd, IOMMU_DESTROY, &cmd);
+}
+
+/* A mock device on `ioas_id`; returns the HWPT its domain is. */
+static uint32_t mock_domain(int fd, uint32_t ioas_id, uint32_t *stdev_id)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
+		.id = ioas_id,
+	};
+	REQUIRE(ioctl(fd, IOMMU_TEST_CMD, &cmd) == 0);
+	if (stdev_id)
+		*stdev_id = cmd.mock_domain.out_stdev_id;
+	return cmd.mock_domain.out_hwpt_id;
+}
+
+static void *buffer(void)
+{
+	void *p = mmap(NULL, BUF_LEN, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(p != MAP_FAILED);
+	memset(p, 0x5a, BUF_LEN);
+	return p;
+}
+
+static int map(int fd, uint32_t ioas_id, void *buf, uint64_t *iova)
+{
+	struct iommu_ioas_map cmd = {
+		.size = sizeof(cmd),
+		.flags = IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+		.ioas_id = ioas_id,
+		.user_va = (uintptr_t)buf,
+		.length = BUF_LEN,
+	};
+	int r = ioctl(fd, IOMMU_IOAS_MAP, &cmd);
+	*iova = cmd.iova;
+	return r;
+}
+
+static int check_map(int fd, uint32_t hwpt_id, uint64_t iova, void *buf)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_MD_CHECK_MAP,
+		.id = hwpt_id,
+		.check_map = { .iova = iova, .length = BUF_LEN, .uptr = (uintptr_t)buf },
+	};
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+static int check_refs(int fd, void *buf, uint32_t refs)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_MD_CHECK_REFS,
+		.check_refs = { .length = BUF_LEN, .uptr = (uintptr_t)buf, .refs = refs },
+	};
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+/* open, IOAS_ALLOC, mock domain, map, MD_CHECK_MAP, unmap, close. */
+static void case_basic(void)
+{
+	int fd = open_iommu();
+	uint32_t ioas = ioas_alloc(fd), stdev;
+	uint32_t hwpt = mock_domain(fd, ioas, &stdev);
+	void *buf = buffer();
+	uint64_t iova = 0;
+
+	errno = 4321;
+	CHECK(map(fd, ioas, buf, &iova) == 0);
+	CHECK(errno == 4321); /* success leaves errno alone */
+	CHECK(iova >= MOCK_APERTURE_START && iova + BUF_LEN - 1 <= MOCK_APERTURE_LAST);
+	CHECK(check_map(fd, hwpt, iova, buf) == 0);
+	CHECK(check_refs(fd, buf, 1) == 0);
+
+	struct iommu_ioas_unmap unmap = {
+		.size = sizeof(unmap), .ioas_id = ioas, .iova = iova, .length = BUF_LEN,
+	};
+	CHECK(ioctl(fd, IOMMU_IOAS_UNMAP, &unmap) == 0);
+	CHECK(unmap.length == BUF_LEN);
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_UNMAP, &unmap), ENOENT);
+	CHECK(check_refs(fd, buf, 0) == 0);
+
+	struct iommu_option opt = {
+		.size = sizeof(opt),
+		.option_id = IOMMU_OPTION_RLIMIT_MODE,
+		.op = IOMMU_OPTION_OP_GET,
+		.val64 = 77,
+	};
+	CHECK(ioctl(fd, IOMMU_OPTION, &opt) == 0);
+	CHECK(opt.val64 == 0);
+
+	CHECK_ERR(destroy(fd, ioas), EBUSY); /* the mock device is attached */
+	CHECK(destroy(fd, stdev) == 0);
+	CHECK(destroy(fd, ioas) == 0);
+	CHECK(close(fd) == 0);
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, &opt), EBADF);
+}
+
+/* Bad pointers are EFAULT, in the argument and in the path. */
+static void case_efault(void)
+{
+	int fd = open_iommu();
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, (void *)8), EFAULT);
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, (void *)-4096L), EFAULT);
+	struct iommu_ioas_alloc ro_cmd = { .size = sizeof(ro_cmd) };
+	void *ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(ro != MAP_FAILED);
+	memcpy(ro, &ro_cmd, sizeof(ro_cmd));
+	REQUIRE(mprotect(ro, 4096, PROT_READ) == 0);
+	/* The answer cannot be written back: EFAULT, and nothing is left behind. */
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, ro), EFAULT);
+	CHECK(ioas_alloc(fd) == 1);
+	CHECK_ERR(open((const char *)8, O_RDONLY), EFAULT);
+	CHECK_ERR(openat(AT_FDCWD, (const char *)-4096L, O_RDONLY), EFAULT);
+	CHECK(close(fd) == 0);
+}
+
+/* Unknown ioctls are ENOTTY; known ones with bad sizes follow the rules. */
+static void case_enotty(void)
+{
+	int fd = open_iommu();
+	int n;
+	CHECK_ERR(ioctl(fd, TCGETS, &n), ENOTTY);
+	CHECK_ERR(ioctl(fd, FIONREAD, &n), ENOTTY);
+	CHECK_ERR(ioctl(fd, _IO(IOMMUFD_TYPE, 0xff), &n), ENOTTY);
+	struct iommu_ioas_alloc cmd = { .size = 4 };
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, &cmd), EINVAL);
+	CHECK(close(fd) == 0);
+}
+
+/* dup'ed fds share one context; dup2 onto ours drops it. */
+static void case_dup(void)
+{
+	int fd = open_iommu();
+	int fd2 = dup(fd);
+	int fd3 = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+	int fd4 = dup2(fd, 200);
+	int fd5 = dup3(fd, 201, O_CLOEXEC);
+	REQUIRE(fd2 >= 0 && fd3 >= 100 && fd4 == 200 && fd5 == 201);
+	CHECK(fcntl(fd3, F_GETFD) == FD_CLOEXEC);
+	CHECK(fcntl(fd5, F_GETFD) == FD_CLOEXEC);
+
+	uint32_t ioas = ioas_alloc(fd);
+	CHECK(destroy(fd2, ioas) == 0);
+	CHECK_ERR(destroy(fd3, ioas), ENOENT);
+	ioas = ioas_alloc(fd4);
+	CHECK(close(fd) == 0);
+	CHECK(destroy(fd5, ioas) == 0);
+
+	/* dup2 of a pipe onto fd2: fd2 is a pipe now, the others still ours. */
+	int p[2];
+	REQUIRE(pipe(p) == 0);
+	CHECK(write(p[1], "hello", 5) == 5);
+	CHECK(dup2(p[0], fd2) == fd2);
+	int n = -1;
+	CHECK(ioctl(fd2, FIONREAD, &n) == 0 && n == 5);
+	CHECK(ioas_alloc(fd3) == 1);
+	CHECK(close(fd3) == 0 && close(fd4) == 0 && close(fd5) == 0);
+	CHECK(close(fd2) == 0 && close(p[0]) == 0 && close(p[1]) == 0);
+}
+
+/* The last close of a description frees everything it pinned. */
+static void case_close_frees(void)
+{
+	void *buf = buffer();
+	int fd = open_iommu();
+	uint32_t ioas = ioas_alloc(fd);
+	mock_domain(fd, ioas, NULL);
+	uint64_t iova;
+	CHECK(map(fd, ioas, buf, &iova) == 0);
+	int twin = dup(fd);
+	CHECK(close(fd) == 0);
+
+	int probe = open_iommu();
+	CHECK(check_refs(probe, buf, 1) == 0); /* twin keeps the context */
+	CHECK(close(twin) == 0);
+	CHECK(check_refs(probe, buf, 0) == 0);
+	CHECK(close(probe) == 0);
+
+	/* An access fd is ours too and closes like one. */
+	fd = open_iommu();
+	ioas = ioas_alloc(fd);
+	struct iommu_test_cmd ca = {
+		.size = sizeof(ca),
+		.op = IOMMU_TEST_OP_CREATE_ACCESS,
+		.id = ioas,
+		.create_access = { .flags = MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES },
+	};
+	CHECK(ioctl(fd, IOMMU_TEST_CMD, &ca) == 0);
+	int afd = ca.create_access.out_access_fd;
+	CHECK(afd > fd);
+	CHECK(fcntl(afd, F_GETFD) == FD_CLOEXEC);
+	char c;
+	CHECK_ERR(read(afd, &c, 1), EINVAL);
+	CHECK_ERR(ioctl(afd, IOMMU_IOAS_ALLOC, &ca), ENOTTY);
+	CHECK(close(afd) == 0);
+	CHECK(close(fd) == 0);
+}
+
+/* A forked child works on its own copy; the parent's context is untouched. */
+static void case_fork(void)
+{
+	void *buf = buffer();
+	int fd = open_iommu();
+	uint32_t ioas = ioas_alloc(fd);
+	uint32_t hwpt = mock_domain(fd, ioas, NULL);
+	uint64_t iova;
+	CHECK(map(fd, ioas, buf, &iova) == 0);
+
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		/* The child's copy has the mapping, and can change it. */
+		CHECK(check_map(fd, hwpt, iova, buf) == 0);
+		struct iommu_ioas_unmap unmap = {
+			.size = sizeof(unmap), .ioas_id = ioas, .iova = iova, .length = BUF_LEN,
+		};
+		CHECK(ioctl(fd, IOMMU_IOAS_UNMAP, &unmap) == 0);
+		CHECK(ioas_alloc(fd) == 5);
+		CHECK(close(fd) == 0);
+		fflush(stdout);
+		_exit(failures ? 1 : 0);
+	}
+	int status;
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* The parent still has its mapping and its ID space. */
+	CHECK(check_map(fd, hwpt, iova, buf) == 0);
+	CHECK(check_refs(fd, buf, 1) == 0);
+	CHECK(ioas_alloc(fd) == 5);
+	CHECK(close(fd) == 0);
+}
+
+/* Files that are not ours are untouched; all spellings of /dev/iommu are ours. */
+static void case_untouched(void)
+{
+	int p[2];
+	REQUIRE(pipe(p) == 0);
+	CHECK(write(p[1], "abc", 3) == 3);
+	int n = -1;
+	CHECK(ioctl(p[0], FIONREAD, &n) == 0 && n == 3);
+	CHECK_ERR(ioctl(p[0], IOMMU_IOAS_ALLOC, &n), ENOTTY);
+	char b[4];
+	CHECK(read(p[0], b, sizeof(b)) == 3);
+	CHECK(fcntl(p[0], F_DUPFD, 0) > p[1]);
+
+	int null = open("/dev/null", O_RDWR);
+	CHECK(null >= 0);
+	CHECK(write(null, "x", 1) == 1);
+	CHECK(read(null, b, 1) == 0);
+	CHECK(mmap(NULL, 4096, PROT_READ, MAP_SHARED, null, 0) == MAP_FAILED && errno == ENODEV);
+	CHECK(close(null) == 0);
+	CHECK_ERR(open("/nonexistent/softiommu", O_RDONLY), ENOENT);
+	CHECK_ERR(close(12345), EBADF);
+
+	const char *spellings[] = { "/dev/iommu", "//dev//iommu", "/./dev/./iommu" };
+	for (unsigned i = 0; i < sizeof(spellings) / sizeof(*spellings); i++) {
+		int fd = openat(AT_FDCWD, spellings[i], O_RDWR);
+		CHECK(fd >= 0);
+		CHECK(fcntl(fd, F_GETFD) == 0);
+		CHECK(ioas_alloc(fd) == 1);
+		CHECK(close(fd) == 0);
+	}
+	int dev = open("/dev", O_RDONLY | O_DIRECTORY);
+	REQUIRE(dev >= 0);
+	int fd = openat(dev, "iommu", O_RDWR);
+	CHECK(fd >= 0 && ioas_alloc(fd) == 1);
+	CHECK(close(fd) == 0);
+	REQUIRE(fchdir(dev) == 0);
+	fd = open("./iommu", O_RDWR);
+	CHECK(fd >= 0 && ioas_alloc(fd) == 1);
+	CHECK(close(fd) == 0 && close(dev) == 0);
+	CHECK_ERR(open("/dev/iommu", O_RDONLY | O_DIRECTORY), ENOTDIR);
+}
+
+/* read/write/mmap/poll on ours answer as the kernel's iommufd does. */
+static void case_file_ops(void)
+{
+	int fd = open_iommu();
+	char b[8];
+	CHECK_ERR(read(fd, b, sizeof(b)), EINVAL);
+	CHECK_ERR(write(fd, b, sizeof(b)), EINVAL);
+	CHECK_ERR(pwrite(fd, b, sizeof(b), 0), EPERM); /* the sealed backing memfd */
+	CHECK(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED && errno == ENODEV);
+	CHECK(mmap(NULL, 0, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED && errno == EINVAL);
+	struct pollfd pfd = { .fd = fd, .events = POLLIN | POLLOUT };
+	CHECK(poll(&pfd, 1, 1000) == 1 && pfd.revents == (POLLIN | POLLOUT));
+	CHECK(close(fd) == 0);
+
+	fd = open("/dev/iommu", O_RDONLY);
+	REQUIRE(fd >= 0);
+	CHECK_ERR(read(fd, b, sizeof(b)), EINVAL);
+	CHECK_ERR(write(fd, b, sizeof(b)), EBADF);
+	CHECK(ioas_alloc(fd) == 1);
+	CHECK(close(fd) == 0);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		void (*run)(void);
+	} cases[] = {
+		{ "basic", case_basic },       { "efault", case_efault },
+		{ "enotty", case_enotty },     { "dup", case_dup },
+		{ "close_frees", case_close_frees }, { "fork", case_fork },
+		{ "untouched", case_untouched }, { "file_ops", case_file_ops },
+	};
+	REQUIRE(argc == 2);
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		if (!strcmp(argv[1], cases[i].name)) {
+			cases[i].run();
+			if (failures)
+				printf("%s: %d checks failed\n", argv[1], failures);
+			return failures ? 1 : 0;
+		}
+	}
+	printf("unknown case %s\n", argv[1]);
+	return 2;
+}
