@@ -1,5 +1,6 @@
 //! Builds the C entry points that have variadic signatures (`open`, `ioctl`,
-//! `fcntl`, ...) and exports them from the cdylib.
+//! `fcntl`, ...) and the fault-catching copy with its signal interposers
+//! (`safecopy.c`: `sigaction`, `signal`, ...), and exports them from the cdylib.
 //!
 //! rustc links a cdylib with a version script that makes every symbol local but
 //! its own `#[no_mangle]` items, so C symbols would vanish; `exports.map` names
@@ -8,9 +9,11 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=src/variadic.c");
+    println!("cargo:rerun-if-changed=src/safecopy.c");
     println!("cargo:rerun-if-changed=src/exports.map");
     cc::Build::new()
         .file("src/variadic.c")
+        .file("src/safecopy.c")
         .warnings(true)
         .extra_warnings(true)
         .link_lib_modifier("+whole-archive")

@@ -118,6 +118,13 @@ impl<V> RangeMap<V> {
         Self::default()
     }
 
+    /// An empty map, in a `const` context (statics).
+    pub const fn new_const() -> Self {
+        RangeMap {
+            repr: Repr::Small(Vec::new()),
+        }
+    }
+
     /// Number of ranges.
     pub fn len(&self) -> usize {
         match &self.repr {

@@ -4,7 +4,8 @@
 //! `cargo bench -p softiommu-preload` builds the interposer (release), compiles
 //! `benches/c/roundtrip.c` with `cc -O2`, and runs it twice: bare (the real
 //! `FIONREAD` on a pipe, and one `process_vm_readv` — what each copy from the
-//! program's memory costs the interposer) and under `LD_PRELOAD`
+//! program's memory costs the interposer when it cannot use its fault-catching
+//! `memcpy`, see `src/safecopy.c`) and under `LD_PRELOAD`
 //! (`IOMMU_OPTION` get of RLIMIT_MODE, an `IOAS_ALLOC` + `IOMMU_DESTROY` pair,
 //! and `FIONREAD` again, through the interposer's fast path), and an
 //! open+close of `/dev/null` both ways (each open reads its path safely). Each figure is the

@@ -10,6 +10,7 @@
 use crate::ops;
 use crate::path;
 use crate::real::{self, OpenKind};
+use crate::safecopy;
 use crate::table::{self, Desc};
 use libc::{c_char, c_int, c_uint, c_ulong, c_void, off_t, size_t, ssize_t};
 use softiommu::uapi::Errno;
@@ -84,7 +85,7 @@ fn classify(
     let saved = real::errno();
     let _busy = Busy::enter();
     let r = catch_unwind(|| {
-        let bytes = real::read_cstr(path)?;
+        let bytes = safecopy::read_cstr(path)?;
         let dirfd = if kind.has_dirfd() {
             dirfd
         } else {

@@ -33,15 +33,31 @@
 //!
 //! # Re-entry, errno, panics
 //!
-//! Our own code (the core reading `/proc/self/maps`, `process_vm_readv`, `dup` of
+//! Our own code (the core reading `/proc/self/maps`, `dup` of
 //! a file to pin, the trace file) calls the same libc functions, which resolve to
 //! ours. A thread-local flag, set while we work, sends those calls straight to
 //! libc. Results follow libc: `-1` (or `MAP_FAILED`) with `errno`; on success
 //! `errno` is left as the program had it. No panic crosses the FFI boundary:
 //! every entry point runs under `catch_unwind`, and a panic becomes `-1`/`EIO`.
-//! A bad pointer from the program is read through `process_vm_readv` (paths) or
-//! the core's address space (ioctl arguments), so it is `EFAULT`, never a fault in
-//! our code.
+//! A bad pointer from the program is `EFAULT`, never a fault in our code: see
+//! below.
+//!
+//! # Faults
+//!
+//! Every read and write of the program's memory (paths, ioctl arguments, pinned
+//! pages that the program may have unmapped) is `softiommu_safe_copy`
+//! (`safecopy.c`, registered with the core at load): a `memcpy` under our own
+//! SIGSEGV/SIGBUS handler, which turns a fault inside it into EFAULT: no system
+//! call, where `process_vm_readv` costs one per copy. It falls back to
+//! `process_vm_readv` once the program blocks those signals (a blocked fault
+//! kills, no handler runs).
+//! To keep that handler, `sigaction`, `signal`, `bsd_signal`, `sysv_signal`
+//! (and `__` aliases) are interposed for SIGSEGV and SIGBUS: the program's
+//! handler is recorded and reported back as its own, and any fault that is not
+//! ours reaches it as the kernel would deliver it (or takes the default
+//! action). `sigprocmask`/`pthread_sigmask` pass through, watched for blocking.
+//! A program that installs a handler with the raw system call, or with the
+//! System V `sigset`/`sigignore`, replaces ours unseen.
 //!
 //! # fork
 //!
@@ -74,5 +90,6 @@ mod ops;
 mod path;
 mod process;
 mod real;
+mod safecopy;
 mod table;
 mod trace;

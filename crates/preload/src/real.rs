@@ -398,43 +398,6 @@ pub fn backing_fd(name: &CStr, cloexec: bool) -> Result<(c_int, (u64, u64)), Err
     }
 }
 
-/// Copies the NUL-terminated string at `ptr` (at most `PATH_MAX` bytes, NUL
-/// excluded) out of our own memory without trusting the pointer: `None` where it
-/// is not readable or too long. Reads page by page with `process_vm_readv`, which
-/// reports a bad address instead of faulting.
-pub fn read_cstr(ptr: *const c_char) -> Option<Vec<u8>> {
-    const PATH_MAX: usize = libc::PATH_MAX as usize;
-    const PAGE: usize = 4096;
-    let mut out = Vec::new();
-    let mut at = ptr as usize;
-    while out.len() <= PATH_MAX {
-        let chunk = PAGE - at % PAGE;
-        let start = out.len();
-        out.resize(start + chunk, 0);
-        let local = libc::iovec {
-            iov_base: out[start..].as_mut_ptr().cast(),
-            iov_len: chunk,
-        };
-        let remote = libc::iovec {
-            iov_base: at as *mut c_void,
-            iov_len: chunk,
-        };
-        // SAFETY: the local iovec covers the `chunk` bytes just added to `out`; the
-        // kernel checks the remote one (within one page, so all or nothing) and
-        // reports a bad address as an error.
-        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        if n != chunk as isize {
-            return None;
-        }
-        if let Some(nul) = out[start..].iter().position(|b| *b == 0) {
-            out.truncate(start + nul);
-            return (out.len() <= PATH_MAX).then_some(out);
-        }
-        at = at.checked_add(chunk)?;
-    }
-    None
-}
-
 /// RLIMIT_MEMLOCK's soft limit in bytes (`u64::MAX`: unlimited).
 pub fn rlimit_memlock() -> u64 {
     let mut rl = libc::rlimit {

@@ -59,6 +59,21 @@ fn read_write_mmap_poll() {
 }
 
 #[test]
+fn unmapped_pinned_pages_do_not_crash() {
+    case("unmapped_pinned");
+}
+
+#[test]
+fn the_programs_sigsegv_handling_is_kept() {
+    case("signals");
+}
+
+#[test]
+fn threads_fault_concurrently() {
+    case("threads");
+}
+
+#[test]
 fn without_the_interposer_the_program_sees_the_host() {
     // The same program without LD_PRELOAD: the host has no iommufd we could use
     // (or one we must not), so `basic` cannot pass — proof that the cases above

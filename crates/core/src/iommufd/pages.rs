@@ -340,7 +340,11 @@ impl Pages {
                     }
                 },
             };
-            copy_frame(run.host + in_page, chunk, write);
+            let host = match &self.source {
+                Source::User { .. } => inner.process.space.host_at(run.phys, run.host),
+                Source::File { file, .. } => file.host_at(run.phys, run.host),
+            };
+            copy_frame(host + in_page, chunk, write)?;
             done += n;
         }
         Ok(())
@@ -372,8 +376,10 @@ impl Drop for Pages {
     }
 }
 
-/// Copies one piece between a pinned frame and `buf`.
-fn copy_frame(host: usize, buf: &mut [u8], write: bool) {
+/// Copies one piece between a pinned frame and `buf`. Fails (EFAULT) only under a
+/// front end that catches faults (`mem::host`), where the program has pulled the
+/// memory out from under the pin; without one that would be a crash.
+fn copy_frame(host: usize, buf: &mut [u8], write: bool) -> Result<()> {
     #[allow(unsafe_code)]
     // SAFETY: `host` points into a frame that is pinned (or was just resolved from
     // a file mapping that lives as long as the file), and the piece does not cross

@@ -97,6 +97,8 @@ pub fn file_range_end(offset: u64, npages: u64, size: u64) -> Result<u64> {
 #[derive(Debug, Default)]
 pub struct PinTable {
     counts: Mutex<CountMap>,
+    /// Told about page frame ranges whose last pin went.
+    on_free: Option<fn(IovaRange)>,
 }
 
 impl PinTable {
@@ -113,12 +115,40 @@ impl PinTable {
         }
     }
 
+    /// A table that calls `on_free` with each page frame range whose last pin
+    /// goes (outside the table's lock).
+    pub fn with_free_hook(on_free: fn(IovaRange)) -> PinTable {
+        PinTable {
+            counts: Mutex::default(),
+            on_free: Some(on_free),
+        }
+    }
+
     /// Drops one pin from every frame of `runs`.
     pub fn unpin(&self, runs: &[FrameRun]) {
-        let mut counts = self.counts.lock().expect("pin table poisoned");
-        for r in runs {
-            counts.sub(Self::pfns(r));
+        let mut freed = Vec::new();
+        {
+            let mut counts = self.counts.lock().expect("pin table poisoned");
+            for r in runs {
+                freed.extend(counts.sub(Self::pfns(r)));
+            }
         }
+        if let Some(hook) = self.on_free {
+            freed.into_iter().for_each(hook);
+        }
+    }
+
+    /// The pinned page frame ranges inside the page frame range `pfns`.
+    pub fn pinned_in(&self, pfns: IovaRange) -> Vec<IovaRange> {
+        let counts = self.counts.lock().expect("pin table poisoned");
+        let mut out: Vec<IovaRange> = Vec::new();
+        for (r, _) in counts.iter(pfns) {
+            match out.last_mut() {
+                Some(last) if last.last + 1 == r.start => last.last = r.last,
+                _ => out.push(r),
+            }
+        }
+        out
     }
 
     /// The number of pins on the frame at `phys`.
@@ -154,6 +184,13 @@ pub trait AddressSpace: Send + Sync + Debug {
     /// The pin counts of the physical memory behind this address space.
     fn pins(&self) -> &PinTable;
 
+    /// Where the pinned page `phys`, resolved at host address `host`, is now (it
+    /// moves when the program unmaps memory that is still pinned).
+    fn host_at(&self, phys: u64, host: usize) -> usize {
+        let _ = phys;
+        host
+    }
+
     /// Copies `buf.len()` bytes at `va` out of the program's memory (as
     /// `copy_from_user` would). Fails with [`Error::Fault`] where not readable.
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<()>;
@@ -171,6 +208,12 @@ pub trait FileSource: Send + Sync + Debug {
 
     /// The pin counts of the physical memory the file's pages live in.
     fn pins(&self) -> &PinTable;
+
+    /// Where the pinned page `phys`, resolved at host address `host`, is now.
+    fn host_at(&self, phys: u64, host: usize) -> usize {
+        let _ = phys;
+        host
+    }
 }
 
 /// The user a process runs as: the kernel's `user_struct`, which carries the

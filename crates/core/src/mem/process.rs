@@ -8,6 +8,17 @@
 //! that identity: `backing << 48 | offset`, with backing 0 for private memory (whose
 //! offset is its virtual address) and a small number per (device, inode) otherwise.
 //!
+//! # Pinned memory the program unmaps
+//!
+//! The kernel keeps a pinned page alive, with its contents, after the program
+//! unmaps it, until it is unpinned. Here a private page *is* the program's memory,
+//! so the interposer tells us before it unmaps a range ([`before_unmap`]): every
+//! pinned stretch in it is moved aside with `mremap` into a hidden mapping, which
+//! keeps the pages (and their physical identity) alive, and [`host_at`] sends later
+//! reads and writes of those frames there. The vacated addresses get a new
+//! identity, so memory the program maps there later is a different page, as it
+//! would be. The hidden mapping goes when the last pin on it does.
+//!
 //! Mappings are read from `/proc/self/maps` on every resolve, so the answer is
 //! right even after the program remaps its memory. The host address of a frame is
 //! its current virtual address (private and shared mappings) or an address in our
@@ -19,8 +30,10 @@ use super::{
     file_range_end, push_run, AddressSpace, FileSource, FrameRun, PinTable, PAGE_SHIFT, PAGE_SIZE,
 };
 use crate::error::{Error, Result};
+use crate::range::{IovaRange, RangeMap};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// Size of the windows a pinned file is mapped in.
 const FILE_WINDOW: u64 = 64 << 20;
@@ -31,7 +44,160 @@ const BACKING_SHIFT: u32 = 48;
 /// Pin counts for the host's memory: one table for the whole process.
 fn process_pins() -> &'static PinTable {
     static PINS: OnceLock<PinTable> = OnceLock::new();
-    PINS.get_or_init(PinTable::default)
+    PINS.get_or_init(|| PinTable::with_free_hook(release_moved))
+}
+
+/// First backing number used for re-identified private memory; file backings
+/// stay below it.
+const GEN_BACKING: u64 = 0x8000;
+
+/// Private memory whose identity is not its virtual address: VA range → the
+/// physical address of its first byte. Written when pinned memory is moved aside.
+static IDENTITY: RwLock<RangeMap<u64>> = RwLock::new(RangeMap::new_const());
+
+/// Pinned frames moved aside: physical range → host address of its first byte.
+static MOVED: RwLock<RangeMap<usize>> = RwLock::new(RangeMap::new_const());
+
+/// Whether `MOVED` has anything (the common case is no: one load, no lock).
+static ANY_MOVED: AtomicBool = AtomicBool::new(false);
+
+/// The physical address of the private page at `va`.
+fn private_phys(identity: &RangeMap<u64>, va: u64) -> (u64, u64) {
+    match identity.find(va) {
+        Some((r, base)) => (base + (va - r.start), r.last),
+        None => {
+            // Up to the next re-identified range, the identity is the address.
+            let next = identity
+                .overlapping(IovaRange::new(va, u64::MAX))
+                .next()
+                .map_or(u64::MAX, |(r, _)| r.start - 1);
+            (va, next)
+        }
+    }
+}
+
+/// Where the pinned page `phys` (resolved at `host`) is now.
+pub fn host_at(phys: u64, host: usize) -> usize {
+    if !ANY_MOVED.load(Ordering::Acquire) {
+        return host;
+    }
+    match MOVED.read().expect("moved frames poisoned").find(phys) {
+        Some((r, base)) => base + (phys - r.start) as usize,
+        None => host,
+    }
+}
+
+/// Called with page frame ranges whose last pin went: hidden mappings that hold
+/// nothing pinned any more are unmapped.
+fn release_moved(pfns: IovaRange) {
+    if !ANY_MOVED.load(Ordering::Acquire) {
+        return;
+    }
+    let phys = IovaRange::new(
+        pfns.start << PAGE_SHIFT,
+        ((pfns.last + 1) << PAGE_SHIFT) - 1,
+    );
+    let mut moved = MOVED.write().expect("moved frames poisoned");
+    for start in moved.overlapping_starts(phys) {
+        let Some((r, _)) = moved.get(start) else {
+            continue;
+        };
+        let pfn_range = IovaRange::new(r.start >> PAGE_SHIFT, r.last >> PAGE_SHIFT);
+        if process_pins().pinned_in(pfn_range).is_empty() {
+            let (r, hidden) = moved.remove(start).expect("entry just found");
+            let len = (r.last - r.start + 1) as usize;
+            #[allow(unsafe_code)]
+            // SAFETY: `hidden` is a mapping made by before_unmap for these frames,
+            // and nothing is pinned in it any more, so nothing refers to it.
+            unsafe {
+                host::unmap(hidden, len)
+            };
+        }
+    }
+    ANY_MOVED.store(!moved.is_empty(), Ordering::Release);
+}
+
+/// The program is about to unmap `[va, va + len)` (munmap, or a `MAP_FIXED`
+/// mapping on top): pinned pages there are moved aside first, so the IOMMU and
+/// accesses keep reaching them with their contents. Never fails: a stretch that
+/// cannot be moved stays where it is (reads of it then fail with EFAULT).
+pub fn before_unmap(va: u64, len: u64) {
+    let Some(range) = IovaRange::from_len(va & !(PAGE_SIZE - 1), len) else {
+        return;
+    };
+    let pins = process_pins();
+    if pins.is_empty() {
+        return;
+    }
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for vma in parse_maps(&maps) {
+        let Some(piece) = range.intersect(&IovaRange::new(vma.start, vma.end - 1)) else {
+            continue;
+        };
+        let piece = IovaRange::new(piece.start, piece.last | (PAGE_SIZE - 1));
+        let mut at = piece.start;
+        while at <= piece.last {
+            // One stretch of constant identity at a time.
+            let (phys, last) = if vma.shared {
+                match shared_phys(vma.dev, vma.ino, vma.offset + (at - vma.start)) {
+                    Ok(p) => (p, piece.last),
+                    Err(_) => break,
+                }
+            } else {
+                let (p, last) = private_phys(&IDENTITY.read().expect("identity poisoned"), at);
+                (p, last.min(piece.last))
+            };
+            let pfns = IovaRange::new(phys >> PAGE_SHIFT, (phys + (last - at)) >> PAGE_SHIFT);
+            for pinned in pins.pinned_in(pfns) {
+                let off = (pinned.start << PAGE_SHIFT) - phys;
+                let bytes = (pinned.last - pinned.start + 1) << PAGE_SHIFT;
+                move_aside(at + off, bytes, pinned.start << PAGE_SHIFT, !vma.shared);
+            }
+            match last.checked_add(1) {
+                Some(n) => at = n,
+                None => break,
+            }
+        }
+    }
+}
+
+/// Moves the pinned stretch `[va, va + len)` (identity `phys`) into a hidden
+/// mapping and records where it went.
+fn move_aside(va: u64, len: u64, phys: u64, private: bool) {
+    let Ok(hidden) = host::move_pages(va as usize, len as usize) else {
+        return;
+    };
+    let phys_range = IovaRange::new(phys, phys + len - 1);
+    {
+        let mut moved = MOVED.write().expect("moved frames poisoned");
+        for start in moved.overlapping_starts(phys_range) {
+            moved.remove(start);
+        }
+        moved.insert(phys_range, hidden);
+        ANY_MOVED.store(true, Ordering::Release);
+    }
+    if private {
+        static NEXT_GEN: AtomicU64 = AtomicU64::new(0);
+        let gen = NEXT_GEN.fetch_add(1, Ordering::Relaxed) % GEN_BACKING;
+        let base = (GEN_BACKING + gen) << BACKING_SHIFT | va;
+        let range = IovaRange::new(va, va + len - 1);
+        let mut identity = IDENTITY.write().expect("identity poisoned");
+        for start in identity.overlapping_starts(range) {
+            let (r, b) = identity.remove(start).expect("entry just found");
+            if r.start < range.start {
+                identity.insert(IovaRange::new(r.start, range.start - 1), b);
+            }
+            if r.last > range.last {
+                identity.insert(
+                    IovaRange::new(range.last + 1, r.last),
+                    b + (range.last + 1 - r.start),
+                );
+            }
+        }
+        identity.insert(range, base);
+    }
 }
 
 /// The number standing for a (device, inode) in physical addresses.
@@ -42,7 +208,7 @@ fn backing_id(dev: u64, ino: u64) -> Result<u64> {
         .lock()
         .expect("backing ids poisoned");
     let next = ids.len() as u64 + 1;
-    if next >= 1 << (64 - BACKING_SHIFT) {
+    if next >= GEN_BACKING {
         return Err(Error::NoMem("too many distinct files pinned"));
     }
     Ok(*ids.entry((dev, ino)).or_insert(next))
@@ -127,20 +293,35 @@ impl AddressSpace for ProcessAddressSpace {
                 return Err(Error::Fault { addr: cur });
             }
             let piece_end = vma.end.min(end);
-            let phys = if vma.shared {
-                shared_phys(vma.dev, vma.ino, vma.offset + (cur - vma.start))?
-            } else {
-                cur
-            };
-            push_run(
-                out,
-                FrameRun {
-                    phys,
-                    host: cur as usize,
-                    npages: (piece_end - cur) >> PAGE_SHIFT,
-                },
-            );
-            cur = piece_end;
+            if vma.shared {
+                let phys = shared_phys(vma.dev, vma.ino, vma.offset + (cur - vma.start))?;
+                let npages = (piece_end - cur) >> PAGE_SHIFT;
+                push_run(
+                    out,
+                    FrameRun {
+                        phys,
+                        host: cur as usize,
+                        npages,
+                    },
+                );
+                cur = piece_end;
+                continue;
+            }
+            let identity = IDENTITY.read().expect("identity poisoned");
+            while cur < piece_end {
+                let (phys, last) = private_phys(&identity, cur);
+                let stop = last.saturating_add(1).min(piece_end);
+                let npages = (stop - cur) >> PAGE_SHIFT;
+                push_run(
+                    out,
+                    FrameRun {
+                        phys,
+                        host: cur as usize,
+                        npages,
+                    },
+                );
+                cur = stop;
+            }
         }
         if cur < end {
             return Err(Error::Fault { addr: cur });
@@ -150,6 +331,10 @@ impl AddressSpace for ProcessAddressSpace {
 
     fn pins(&self) -> &PinTable {
         process_pins()
+    }
+
+    fn host_at(&self, phys: u64, host: usize) -> usize {
+        host_at(phys, host)
     }
 
     fn read(&self, va: u64, buf: &mut [u8]) -> Result<()> {
@@ -282,6 +467,10 @@ impl FileSource for ProcessFile {
     fn pins(&self) -> &PinTable {
         process_pins()
     }
+
+    fn host_at(&self, phys: u64, host: usize) -> usize {
+        host_at(phys, host)
+    }
 }
 
 #[cfg(test)]
@@ -355,5 +544,67 @@ mod tests {
             libc::munmap(p, 4 * PAGE_SIZE as usize);
             libc::close(fd);
         }
+    }
+
+    #[test]
+    fn pinned_pages_survive_munmap() {
+        let len = 4 * PAGE_SIZE as usize;
+        #[allow(unsafe_code)]
+        // SAFETY: a fresh anonymous mapping owned by this test; result checked.
+        let va = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        } as u64;
+        let space = ProcessAddressSpace::new();
+        space.write(va + PAGE_SIZE, b"pinned").unwrap();
+        // Pin the middle two pages, as a domain would.
+        let mut runs = Vec::new();
+        space.resolve(va + PAGE_SIZE, 2, true, &mut runs).unwrap();
+        space.pins().pin(&runs);
+        let phys = runs[0].phys;
+        before_unmap(va, len as u64);
+        #[allow(unsafe_code)]
+        // SAFETY: the test's own mapping; the pinned part was moved aside.
+        unsafe {
+            libc::munmap(va as *mut libc::c_void, len)
+        };
+        // The pinned page is still reachable, with its contents, at a new place.
+        let moved = space.host_at(phys, runs[0].host);
+        assert_ne!(moved, runs[0].host);
+        let mut buf = [0u8; 6];
+        host::read_self(moved as u64, &mut buf).unwrap();
+        assert_eq!(&buf, b"pinned");
+        // The old address is gone, and memory mapped there later is another page.
+        let mut again = Vec::new();
+        assert!(space.resolve(va + PAGE_SIZE, 1, false, &mut again).is_err());
+        #[allow(unsafe_code)]
+        // SAFETY: maps fresh memory at the test's own, now unmapped, range.
+        let p = unsafe {
+            libc::mmap(
+                va as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        assert_eq!(p as u64, va);
+        space.resolve(va + PAGE_SIZE, 1, false, &mut again).unwrap();
+        assert_ne!(again[0].phys, phys);
+        // The last unpin releases the hidden mapping.
+        space.pins().unpin(&runs);
+        assert_eq!(space.host_at(phys, runs[0].host), runs[0].host);
+        #[allow(unsafe_code)]
+        // SAFETY: the test's own mapping.
+        unsafe {
+            libc::munmap(va as *mut libc::c_void, len)
+        };
     }
 }

@@ -9,12 +9,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -374,6 +378,237 @@ static void case_file_ops(void)
 	CHECK(close(fd) == 0);
 }
 
+/* ACCESS_RW of `len` bytes at `iova` through access fd `afd` to/from `p`. */
+static int access_rw(int fd, int afd, uint64_t iova, void *p, uint64_t len, uint32_t flags)
+{
+	struct iommu_test_cmd cmd = {
+		.size = sizeof(cmd),
+		.op = IOMMU_TEST_OP_ACCESS_RW,
+		.id = afd,
+		.access_rw = { .iova = iova, .length = len, .uptr = (uintptr_t)p, .flags = flags },
+	};
+	return ioctl(fd, IOMMU_TEST_CMD, &cmd);
+}
+
+/* Pages the program unmaps while pinned: reading them is never a crash. */
+static void case_unmapped_pinned(void)
+{
+	void *buf = buffer();
+	int fd = open_iommu();
+	uint32_t ioas = ioas_alloc(fd);
+	mock_domain(fd, ioas, NULL);
+	uint64_t iova;
+	REQUIRE(map(fd, ioas, buf, &iova) == 0);
+	struct iommu_test_cmd ca = {
+		.size = sizeof(ca),
+		.op = IOMMU_TEST_OP_CREATE_ACCESS,
+		.id = ioas,
+	};
+	REQUIRE(ioctl(fd, IOMMU_TEST_CMD, &ca) == 0);
+	int afd = ca.create_access.out_access_fd;
+	unsigned char out[64];
+	memset(out, 0, sizeof(out));
+	CHECK(access_rw(fd, afd, iova, out, sizeof(out), 0) == 0);
+	CHECK(out[0] == 0x5a && out[63] == 0x5a);
+	REQUIRE(munmap(buf, BUF_LEN) == 0);
+	/* The kernel would still read the pinned pages; until the interposer keeps
+	 * them alive, EFAULT is the answer. Either way the program lives on. */
+	errno = 0;
+	int r = access_rw(fd, afd, iova, out, sizeof(out), 0);
+	CHECK(r == 0 || errno == EFAULT);
+	r = access_rw(fd, afd, iova, out, sizeof(out), MOCK_ACCESS_RW_WRITE);
+	CHECK(r == 0 || errno == EFAULT);
+	CHECK(close(afd) == 0);
+	CHECK(close(fd) == 0);
+}
+
+/* The program's own SIGSEGV handler, which jumps back to `own_env`. */
+static sigjmp_buf own_env;
+static volatile sig_atomic_t own_calls;
+static void *volatile own_addr;
+
+static void own_handler(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	if (sig == SIGSEGV)
+		own_calls++;
+	own_addr = si->si_addr;
+	siglongjmp(own_env, 1);
+}
+
+static volatile sig_atomic_t usr1_calls;
+static void usr1_handler(int sig)
+{
+	(void)sig;
+	usr1_calls++;
+}
+
+/* A fault of the program's own, at address 16. */
+#define FAULT() (*(volatile int *)16 = 1)
+
+/* Forks a child that sets SIGSEGV to `disp` (with signal() if `use_signal`),
+ * checks a bad ioctl pointer is still EFAULT, then faults (or raises SIGSEGV
+ * when `raise_it`); returns the child's wait status. */
+static int child_with(int fd, sighandler_t disp, int use_signal, int raise_it)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	REQUIRE(pid >= 0);
+	if (pid == 0) {
+		struct rlimit no_core = { 0, 0 };
+		setrlimit(RLIMIT_CORE, &no_core);
+		if (use_signal) {
+			if (signal(SIGSEGV, disp) == SIG_ERR)
+				_exit(10);
+		} else {
+			struct sigaction sa = { .sa_handler = disp };
+			sigemptyset(&sa.sa_mask);
+			if (sigaction(SIGSEGV, &sa, NULL) != 0)
+				_exit(10);
+		}
+		errno = 0;
+		if (ioctl(fd, IOMMU_IOAS_ALLOC, (void *)8) != -1 || errno != EFAULT)
+			_exit(11);
+		if (raise_it)
+			raise(SIGSEGV);
+		else
+			FAULT();
+		_exit(0);
+	}
+	int status;
+	REQUIRE(waitpid(pid, &status, 0) == pid);
+	return status;
+}
+
+/* The program's SIGSEGV handling next to the interposer's. */
+static void case_signals(void)
+{
+	/* Installed before any iommufd call: the program's view is its own. */
+	struct sigaction sa = { .sa_sigaction = own_handler, .sa_flags = SA_SIGINFO }, old;
+	sigemptyset(&sa.sa_mask);
+	CHECK(sigaction(SIGSEGV, &sa, &old) == 0);
+	CHECK(old.sa_handler == SIG_DFL);
+	CHECK(sigaction(SIGSEGV, NULL, &old) == 0);
+	CHECK(old.sa_sigaction == own_handler && (old.sa_flags & SA_SIGINFO));
+
+	/* Its own fault reaches its handler, with the faulting address. */
+	if (!sigsetjmp(own_env, 1)) {
+		FAULT();
+		CHECK(!"no fault");
+	}
+	CHECK(own_calls == 1 && own_addr == (void *)16);
+
+	/* Bad pointers into the interposer: EFAULT, the handler not called. */
+	int fd = open_iommu();
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, (void *)8), EFAULT);
+	void *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(none != MAP_FAILED);
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, none), EFAULT);
+	CHECK_ERR(open((const char *)none, O_RDONLY), EFAULT);
+	CHECK(own_calls == 1);
+	CHECK(ioas_alloc(fd) == 1);
+	CHECK(sigaction(SIGSEGV, NULL, &old) == 0);
+	CHECK(old.sa_sigaction == own_handler);
+	/* A bad sigaction argument is EFAULT too, and changes nothing. */
+	CHECK_ERR(sigaction(SIGSEGV, (const struct sigaction *)none, NULL), EFAULT);
+	CHECK_ERR(sigaction(SIGSEGV, NULL, (struct sigaction *)none), EFAULT);
+	CHECK(sigaction(SIGSEGV, NULL, &old) == 0 && old.sa_sigaction == own_handler);
+
+	/* Other signals are the program's business, untouched. */
+	CHECK(signal(SIGUSR1, usr1_handler) != SIG_ERR);
+	CHECK(raise(SIGUSR1) == 0 && usr1_calls == 1);
+	CHECK(signal(SIGUSR1, SIG_DFL) == usr1_handler);
+
+	/* signal() reports and replaces the handler; SA_RESETHAND is one-shot. */
+	CHECK((void *)signal(SIGSEGV, SIG_DFL) == (void *)own_handler);
+	sa.sa_flags = SA_SIGINFO | SA_RESETHAND;
+	CHECK(sigaction(SIGSEGV, &sa, &old) == 0 && old.sa_handler == SIG_DFL);
+	if (!sigsetjmp(own_env, 1))
+		FAULT();
+	CHECK(own_calls == 2);
+	CHECK(sigaction(SIGSEGV, NULL, &old) == 0 && old.sa_handler == SIG_DFL);
+
+	/* A handler left without restoring the mask leaves SIGSEGV blocked; a
+	 * fault then kills whatever the handler, so the interposer must not
+	 * fault: still EFAULT. */
+	sa.sa_flags = SA_SIGINFO;
+	CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
+	if (!sigsetjmp(own_env, 0))
+		FAULT();
+	CHECK(own_calls == 3);
+	sigset_t cur, segv;
+	sigemptyset(&segv);
+	sigaddset(&segv, SIGSEGV);
+	CHECK(sigprocmask(SIG_BLOCK, NULL, &cur) == 0 && sigismember(&cur, SIGSEGV));
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, (void *)8), EFAULT);
+	CHECK(ioas_alloc(fd) == 2);
+	CHECK(sigprocmask(SIG_UNBLOCK, &segv, NULL) == 0);
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, none), EFAULT);
+	CHECK(own_calls == 3);
+
+	/* With the default action (or SIG_IGN, which a fault overrides), a fault
+	 * kills; a SIGSEGV sent with raise() kills, or is ignored. */
+	int st = child_with(fd, SIG_DFL, 0, 0);
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+	st = child_with(fd, SIG_IGN, 1, 0);
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+	st = child_with(fd, SIG_DFL, 1, 1);
+	CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV);
+	st = child_with(fd, SIG_IGN, 0, 1);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+	/* SIGSEGV blocked by the program: still EFAULT, not a kill. */
+	CHECK(sigprocmask(SIG_BLOCK, &segv, NULL) == 0);
+	CHECK_ERR(ioctl(fd, IOMMU_IOAS_ALLOC, none), EFAULT);
+	CHECK(ioas_alloc(fd) == 3);
+	CHECK(sigprocmask(SIG_UNBLOCK, &segv, NULL) == 0);
+	CHECK(own_calls == 3);
+	CHECK(close(fd) == 0);
+}
+
+#define THREADS 4
+#define ROUNDS 2000
+
+static int thread_fd;
+static void *thread_none;
+
+/* Good and bad pointers, interleaved; returns the number of wrong answers. */
+static void *thread_main(void *arg)
+{
+	uintptr_t wrong = 0;
+	uintptr_t me = (uintptr_t)arg;
+	for (int i = 0; i < ROUNDS; i++) {
+		struct iommu_ioas_alloc cmd = { .size = sizeof(cmd) };
+		if (ioctl(thread_fd, IOMMU_IOAS_ALLOC, &cmd) != 0 || destroy(thread_fd, cmd.out_ioas_id) != 0)
+			wrong++;
+		void *bad = (i + me) % 2 ? thread_none : (void *)(uintptr_t)(8 + 64 * me);
+		errno = 0;
+		if (ioctl(thread_fd, IOMMU_IOAS_ALLOC, bad) != -1 || errno != EFAULT)
+			wrong++;
+	}
+	return (void *)wrong;
+}
+
+/* Threads faulting in the interposer at once, next to a program handler. */
+static void case_threads(void)
+{
+	struct sigaction sa = { .sa_sigaction = own_handler, .sa_flags = SA_SIGINFO };
+	sigemptyset(&sa.sa_mask);
+	CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
+	thread_fd = open_iommu();
+	thread_none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(thread_none != MAP_FAILED);
+	pthread_t t[THREADS];
+	for (uintptr_t i = 0; i < THREADS; i++)
+		REQUIRE(pthread_create(&t[i], NULL, thread_main, (void *)i) == 0);
+	for (int i = 0; i < THREADS; i++) {
+		void *wrong;
+		CHECK(pthread_join(t[i], &wrong) == 0 && wrong == NULL);
+	}
+	CHECK(own_calls == 0);
+	CHECK(close(thread_fd) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -384,6 +619,8 @@ int main(int argc, char **argv)
 		{ "enotty", case_enotty },     { "dup", case_dup },
 		{ "close_frees", case_close_frees }, { "fork", case_fork },
 		{ "untouched", case_untouched }, { "file_ops", case_file_ops },
+		{ "unmapped_pinned", case_unmapped_pinned },
+		{ "signals", case_signals },   { "threads", case_threads },
 	};
 	REQUIRE(argc == 2);
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(*cases); i++) {

@@ -81,7 +81,15 @@ pub fn compile(a: &Artifacts, src: &str, opt: &str) -> PathBuf {
     let stem = src.file_stem().expect("a C file").to_string_lossy();
     let exe = a.scratch.join(format!("{stem}{opt}"));
     let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-g", opt])
+        .args([
+            "-std=gnu11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-g",
+            "-pthread",
+            opt,
+        ])
         .arg("-I")
         .arg(&a.include)
         .arg(&src)
