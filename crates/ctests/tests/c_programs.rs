@@ -226,12 +226,10 @@ fn close_frees() {
     run_c("close_frees");
 }
 
-/// The pinning guarantee: pages the program munmaps while an IOAS maps them
-/// stay reachable. The interposer does not yet move pinned pages aside on
-/// `munmap`/`MAP_FIXED`, so the access reads the unmapped address and the
-/// program dies with SIGSEGV inside softiommu (`mem::host::copy_out`).
+/// The pinning guarantee: pages the program munmaps (or maps over with
+/// `MAP_FIXED`) while an IOAS maps them stay reachable with their contents: the
+/// interposer moves pinned pages aside before the program's unmap.
 #[test]
-#[ignore = "interposer does not keep pinned pages alive across munmap yet: SIGSEGV in mem::host::copy_out"]
 fn munmap_pinned() {
     run_c("munmap_pinned");
 }

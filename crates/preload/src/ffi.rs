@@ -309,6 +309,29 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
     unsafe { real::write(fd, buf, count) }
 }
 
+/// The program is about to unmap `[addr, addr + len)`: pages pinned there are
+/// moved aside first, so the IOMMU and accesses keep reaching them (the kernel's
+/// pinning guarantee).
+fn before_unmap(addr: *mut c_void, len: size_t) {
+    if !reentered() {
+        run((), || {
+            softiommu::mem::process::before_unmap(addr as u64, len as u64);
+            Ok(())
+        });
+    }
+}
+
+/// `munmap`.
+///
+/// # Safety
+/// libc's contract for `munmap`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn munmap(addr: *mut c_void, len: size_t) -> c_int {
+    before_unmap(addr, len);
+    // SAFETY: the program's own arguments, passed to the function it called.
+    unsafe { real::munmap(addr, len) }
+}
+
 fn mmap_common(
     addr: *mut c_void,
     len: size_t,
@@ -324,6 +347,10 @@ fn mmap_common(
                 ops::mmap(fd, &desc, len, prot, flags).map(|()| libc::MAP_FAILED)
             });
         }
+    }
+    if flags & libc::MAP_FIXED != 0 {
+        // A fixed mapping replaces whatever was there.
+        before_unmap(addr, len);
     }
     // SAFETY: the program's own arguments, passed to the function it called.
     unsafe { real::mmap(addr, len, prot, flags, fd, off, is64) }

@@ -61,6 +61,7 @@ type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, size_t) -> ssize_t;
 type ReadChkFn = unsafe extern "C" fn(c_int, *mut c_void, size_t, size_t) -> ssize_t;
 type WriteFn = unsafe extern "C" fn(c_int, *const c_void, size_t) -> ssize_t;
 type MmapFn = unsafe extern "C" fn(*mut c_void, size_t, c_int, c_int, c_int, off_t) -> *mut c_void;
+type MunmapFn = unsafe extern "C" fn(*mut c_void, size_t) -> c_int;
 type CloseRangeFn = unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int;
 type ClosefromFn = unsafe extern "C" fn(c_int);
 
@@ -84,6 +85,7 @@ static READ_CHK: Sym = Sym::new(c"__read_chk");
 static WRITE: Sym = Sym::new(c"write");
 static MMAP: Sym = Sym::new(c"mmap");
 static MMAP64: Sym = Sym::new(c"mmap64");
+static MUNMAP: Sym = Sym::new(c"munmap");
 static CLOSE_RANGE: Sym = Sym::new(c"close_range");
 static CLOSEFROM: Sym = Sym::new(c"closefrom");
 
@@ -288,6 +290,15 @@ pub unsafe fn mmap(
             libc::MAP_FAILED
         }
     }
+}
+
+/// The program's munmap, passed through.
+///
+/// # Safety
+/// The arguments are the program's; the mapping is the program's business.
+pub unsafe fn munmap(addr: *mut c_void, len: size_t) -> c_int {
+    // SAFETY: resolved as MunmapFn; the program asked for exactly this unmap.
+    unsafe { lookup::<MunmapFn>(&MUNMAP).map_or_else(missing, |f| f(addr, len)) }
 }
 
 /// `close(fd)`.

@@ -411,13 +411,26 @@ static void case_unmapped_pinned(void)
 	CHECK(access_rw(fd, afd, iova, out, sizeof(out), 0) == 0);
 	CHECK(out[0] == 0x5a && out[63] == 0x5a);
 	REQUIRE(munmap(buf, BUF_LEN) == 0);
-	/* The kernel would still read the pinned pages; until the interposer keeps
-	 * them alive, EFAULT is the answer. Either way the program lives on. */
-	errno = 0;
-	int r = access_rw(fd, afd, iova, out, sizeof(out), 0);
-	CHECK(r == 0 || errno == EFAULT);
-	r = access_rw(fd, afd, iova, out, sizeof(out), MOCK_ACCESS_RW_WRITE);
-	CHECK(r == 0 || errno == EFAULT);
+	/* The pinning guarantee: the pages stay pinned, with their contents,
+	 * until they are unmapped from the IOAS. */
+	memset(out, 0, sizeof(out));
+	CHECK(access_rw(fd, afd, iova, out, sizeof(out), 0) == 0);
+	CHECK(out[0] == 0x5a && out[63] == 0x5a);
+	memset(out, 0xa5, sizeof(out));
+	CHECK(access_rw(fd, afd, iova, out, sizeof(out), MOCK_ACCESS_RW_WRITE) == 0);
+	memset(out, 0, sizeof(out));
+	CHECK(access_rw(fd, afd, iova, out, sizeof(out), 0) == 0);
+	CHECK(out[0] == 0xa5 && out[63] == 0xa5);
+	/* New memory at the same address is not the pinned page. */
+	void *again = mmap(buf, BUF_LEN, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	CHECK(again == buf);
+	struct iommu_test_cmd chk = {
+		.size = sizeof(chk),
+		.op = IOMMU_TEST_OP_MD_CHECK_REFS,
+		.check_refs = { .length = BUF_LEN, .uptr = (uintptr_t)buf, .refs = 0 },
+	};
+	CHECK(ioctl(fd, IOMMU_TEST_CMD, &chk) == 0);
 	CHECK(close(afd) == 0);
 	CHECK(close(fd) == 0);
 }
