@@ -97,7 +97,7 @@ fn trace_to_stderr() {
         "{err}"
     );
     assert!(
-        err.contains("ioctl(3, IOMMU_IOAS_ALLOC, { size: c, flags: 0, out_ioas_id: 0 }) = 0 => { size: c, flags: 0, out_ioas_id: 1 }\n"),
+        err.contains("ioctl(3, IOMMU_IOAS_ALLOC, { size: 0xc, flags: 0, out_ioas_id: 0 }) = 0 => { size: 0xc, flags: 0, out_ioas_id: 1 }\n"),
         "{err}"
     );
     assert!(err.contains("close(3) = 0\n"), "{err}");

@@ -98,6 +98,101 @@ fn test_op_name(op: u32) -> &'static str {
     }
 }
 
+/// An argument struct as a trace line shows it: field names, numbers in hex
+/// with `0x` (single decimal digits as they are).
+trait Describe {
+    fn describe(&self) -> String;
+}
+
+/// `{:x?}` output with `0x` in front of every number but single digits.
+fn hex<T: Debug>(v: &T) -> String {
+    let raw = format!("{v:x?}");
+    let mut out = String::with_capacity(raw.len() + 32);
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let word = &raw[start..i];
+            let is_name = bytes.get(i) == Some(&b':')
+                || bytes.get(i) == Some(&b' ') && bytes.get(i + 1) == Some(&b'{');
+            let is_number = word.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_name && is_number && (word.len() > 1 || !word.as_bytes()[0].is_ascii_digit()) {
+                out.push_str("0x");
+            }
+            out.push_str(word);
+        } else {
+            out.push(c as char);
+            i += 1;
+        }
+    }
+    out
+}
+
+macro_rules! describe_debug {
+    ($($t:ty),*) => {$(
+        impl Describe for $t {
+            fn describe(&self) -> String {
+                hex(self)
+            }
+        }
+    )*};
+}
+
+describe_debug!(
+    iommu_destroy,
+    iommu_ioas_alloc,
+    iommu_ioas_allow_iovas,
+    iommu_ioas_change_process,
+    iommu_ioas_copy,
+    iommu_ioas_iova_ranges,
+    iommu_ioas_map,
+    iommu_ioas_map_file,
+    iommu_ioas_unmap,
+    iommu_option
+);
+
+impl Describe for iommu_test_cmd {
+    /// The union shown as the member the operation reads.
+    fn describe(&self) -> String {
+        let member = match self.op {
+            IOMMU_TEST_OP_ADD_RESERVED => hex(&self.payload_as::<iommu_test_cmd_add_reserved>()),
+            IOMMU_TEST_OP_MOCK_DOMAIN => hex(&self.payload_as::<iommu_test_cmd_mock_domain>()),
+            IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS => {
+                hex(&self.payload_as::<iommu_test_cmd_mock_domain_flags>())
+            }
+            IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE => {
+                hex(&self.payload_as::<iommu_test_cmd_mock_domain_replace>())
+            }
+            IOMMU_TEST_OP_MD_CHECK_MAP => hex(&self.payload_as::<iommu_test_cmd_check_map>()),
+            IOMMU_TEST_OP_MD_CHECK_REFS => hex(&self.payload_as::<iommu_test_cmd_check_refs>()),
+            IOMMU_TEST_OP_CREATE_ACCESS => hex(&self.payload_as::<iommu_test_cmd_create_access>()),
+            IOMMU_TEST_OP_DESTROY_ACCESS_PAGES => {
+                hex(&self.payload_as::<iommu_test_cmd_destroy_access_pages>())
+            }
+            IOMMU_TEST_OP_ACCESS_PAGES => hex(&self.payload_as::<iommu_test_cmd_access_pages>()),
+            IOMMU_TEST_OP_ACCESS_RW => hex(&self.payload_as::<iommu_test_cmd_access_rw>()),
+            IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT => {
+                hex(&self.payload_as::<iommu_test_cmd_memory_limit>())
+            }
+            IOMMU_TEST_OP_ACCESS_REPLACE_IOAS => {
+                hex(&self.payload_as::<iommu_test_cmd_access_replace_ioas>())
+            }
+            _ => hex(&self.payload),
+        };
+        format!(
+            "{{ size: {}, op: {}, id: {}, {member} }}",
+            self.size,
+            test_op_name(self.op),
+            self.id
+        )
+    }
+}
+
 /// What a handler asks for once its work is done.
 enum Reply {
     /// Nothing to write back.
@@ -116,11 +211,11 @@ fn run<T>(
     f: impl FnOnce(&mut T) -> Result<Reply, Errno>,
 ) -> Result<i32, Errno>
 where
-    T: FromBytes + IntoBytes + Immutable + Default + Debug,
+    T: FromBytes + IntoBytes + Immutable + Default + Describe,
 {
     let mut cmd: T = u.read(min_size)?;
     if let Some(t) = trace.as_deref_mut() {
-        t.input = format!("{cmd:x?}");
+        t.input = cmd.describe();
     }
     let reply = f(&mut cmd)?;
     let undo = match reply {
@@ -135,7 +230,7 @@ where
         return Err(e);
     }
     if let Some(t) = trace.as_deref_mut() {
-        t.output = format!("{cmd:x?}");
+        t.output = cmd.describe();
     }
     Ok(0)
 }
@@ -319,7 +414,7 @@ fn iova_ranges(
 ) -> Result<i32, Errno> {
     let mut c: iommu_ioas_iova_ranges = u.read(min)?;
     if let Some(t) = trace.as_deref_mut() {
-        t.input = format!("{c:x?}");
+        t.input = c.describe();
     }
     if c.__reserved != 0 {
         return Err(Errno::EOPNOTSUPP);
@@ -340,7 +435,7 @@ fn iova_ranges(
     c.out_iova_alignment = ranges.alignment;
     u.respond(&c)?;
     if let Some(t) = trace.as_deref_mut() {
-        t.output = format!("{c:x?}");
+        t.output = c.describe();
     }
     if ranges.ranges.len() > max {
         return Err(Errno::EMSGSIZE);
@@ -466,6 +561,33 @@ mod tests {
         assert_eq!(min(IOMMU_OPTION), 24);
         assert_eq!(min(IOMMU_IOAS_CHANGE_PROCESS), 8);
         assert_eq!(min(IOMMU_TEST_CMD), 68);
+    }
+
+    #[test]
+    fn trace_numbers_are_hex() {
+        let m = iommu_ioas_map {
+            size: 40,
+            flags: 7,
+            ioas_id: 1,
+            user_va: 0x7f00,
+            length: 4096,
+            ..Default::default()
+        };
+        assert_eq!(
+            m.describe(),
+            "iommu_ioas_map { size: 0x28, flags: 7, ioas_id: 1, __reserved: 0, user_va: 0x7f00, length: 0x1000, iova: 0 }"
+        );
+        let c = iommu_test_cmd::new(
+            1,
+            &iommu_test_cmd_add_reserved {
+                start: 0x1000,
+                length: 0x2000,
+            },
+        );
+        assert_eq!(
+            c.describe(),
+            "{ size: 72, op: ADD_RESERVED, id: 1, iommu_test_cmd_add_reserved { start: 0x1000, length: 0x2000 } }"
+        );
     }
 
     #[test]
