@@ -314,4 +314,22 @@ static inline int iova_ranges(int fd, uint32_t ioas_id, struct iommu_iova_range 
 	return rc;
 }
 
+/* IOMMU_OPTION; on success the value read or set goes to `*val`. */
+static inline int option(int fd, uint32_t option_id, uint16_t op, uint32_t object_id,
+		  uint64_t *val)
+{
+	struct iommu_option cmd = {
+		.size = sizeof(cmd),
+		.option_id = option_id,
+		.op = op,
+		.object_id = object_id,
+		.val64 = *val,
+	};
+	int rc = ioctl(fd, IOMMU_OPTION, &cmd);
+
+	if (!rc)
+		*val = cmd.val64;
+	return rc;
+}
+
 #endif

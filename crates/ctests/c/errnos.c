@@ -14,23 +14,6 @@ static int map_cmd(int fd, struct iommu_ioas_map *cmd)
 	return ioctl(fd, IOMMU_IOAS_MAP, cmd);
 }
 
-static int option(int fd, uint32_t option_id, uint16_t op, uint32_t object_id,
-		  uint64_t *val)
-{
-	struct iommu_option cmd = {
-		.size = sizeof(cmd),
-		.option_id = option_id,
-		.op = op,
-		.object_id = object_id,
-		.val64 = *val,
-	};
-	int rc = ioctl(fd, IOMMU_OPTION, &cmd);
-
-	if (!rc)
-		*val = cmd.val64;
-	return rc;
-}
-
 static int test_op(int fd, uint32_t op, uint32_t id)
 {
 	struct iommu_test_cmd cmd = { .size = sizeof(cmd), .op = op, .id = id };

@@ -6,23 +6,6 @@
  */
 #include "ctest.h"
 
-static int option(int fd, uint32_t option_id, uint16_t op, uint32_t object_id,
-		  uint64_t *val)
-{
-	struct iommu_option cmd = {
-		.size = sizeof(cmd),
-		.option_id = option_id,
-		.op = op,
-		.object_id = object_id,
-		.val64 = *val,
-	};
-	int rc = ioctl(fd, IOMMU_OPTION, &cmd);
-
-	if (!rc)
-		*val = cmd.val64;
-	return rc;
-}
-
 /* CAP_SYS_RESOURCE (24) in the effective set, from /proc/self/status. */
 static bool cap_sys_resource(void)
 {

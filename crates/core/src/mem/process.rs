@@ -293,24 +293,16 @@ impl AddressSpace for ProcessAddressSpace {
                 return Err(Error::Fault { addr: cur });
             }
             let piece_end = vma.end.min(end);
-            if vma.shared {
-                let phys = shared_phys(vma.dev, vma.ino, vma.offset + (cur - vma.start))?;
-                let npages = (piece_end - cur) >> PAGE_SHIFT;
-                push_run(
-                    out,
-                    FrameRun {
-                        phys,
-                        host: cur as usize,
-                        npages,
-                    },
-                );
-                cur = piece_end;
-                continue;
-            }
-            let identity = IDENTITY.read().expect("identity poisoned");
             while cur < piece_end {
-                let (phys, last) = private_phys(&identity, cur);
-                let stop = last.saturating_add(1).min(piece_end);
+                // One stretch of constant identity at a time.
+                let (phys, stop) = if vma.shared {
+                    let phys = shared_phys(vma.dev, vma.ino, vma.offset + (cur - vma.start))?;
+                    (phys, piece_end)
+                } else {
+                    let (phys, last) =
+                        private_phys(&IDENTITY.read().expect("identity poisoned"), cur);
+                    (phys, last.saturating_add(1).min(piece_end))
+                };
                 let npages = (stop - cur) >> PAGE_SHIFT;
                 push_run(
                     out,
