@@ -9,12 +9,14 @@
 //! the macro at the end makes one `#[test]` per variant, named
 //! `<variant>::<kernel test name>`.
 //!
-//! Not ported: `alloc_hwpt` (IOMMU_HWPT_ALLOC is outside this issue).
+//! `alloc_hwpt` covers the paging HWPTs of `IOMMU_HWPT_ALLOC` (nested ones come
+//! with the hardware-page-table work).
 
 mod common;
 
 use common::*;
 use softiommu::iommufd::MapFlags;
+use softiommu::uapi::iommufd::IOMMU_HWPT_ALLOC_NEST_PARENT;
 use softiommu::uapi::Errno;
 
 fn basic(v: MockDomainVariant) {
@@ -259,6 +261,40 @@ fn replace(v: MockDomainVariant) {
     f.destroy(ioas_id).unwrap();
 }
 
+/// `alloc_hwpt`: explicit paging HWPTs (plain and nesting parent) on the IOAS,
+/// the device rotated through them, EBUSY while attached, and a new device
+/// attached straight to a HWPT.
+fn alloc_hwpt(v: MockDomainVariant) {
+    let s = MockDomainFixture::new(v);
+    let f = &s.f;
+    for i in 0..v.mock_domains {
+        expect_errno(
+            f.hwpt_alloc(s.idev_ids[i], s.ioas_id, !IOMMU_HWPT_ALLOC_NEST_PARENT),
+            Errno::EOPNOTSUPP,
+        );
+        let plain = f.hwpt_alloc(s.idev_ids[i], s.ioas_id, 0).unwrap();
+        let parent = f
+            .hwpt_alloc(s.idev_ids[i], s.ioas_id, IOMMU_HWPT_ALLOC_NEST_PARENT)
+            .unwrap();
+
+        // Rotate the device through them.
+        assert_eq!(f.mock_domain_replace(s.stdev_ids[i], plain).unwrap(), plain);
+        expect_errno(f.destroy(plain), Errno::EBUSY);
+        assert_eq!(
+            f.mock_domain_replace(s.stdev_ids[i], parent).unwrap(),
+            parent
+        );
+        expect_errno(f.destroy(parent), Errno::EBUSY);
+        f.mock_domain_replace(s.stdev_ids[i], s.ioas_id).unwrap();
+        f.destroy(parent).unwrap();
+
+        let ids = f.mock_domain(plain).unwrap();
+        assert_eq!(ids.hwpt_id, plain);
+        f.destroy(ids.stdev_id).unwrap();
+        f.destroy(plain).unwrap();
+    }
+}
+
 macro_rules! per_variant {
     ($($test:ident),* $(,)?) => {
         per_variant!(@variant one_domain, ONE_DOMAIN, $($test),*);
@@ -286,5 +322,6 @@ per_variant!(
     all_aligns,
     all_aligns_copy,
     user_copy,
-    replace
+    replace,
+    alloc_hwpt
 );

@@ -51,6 +51,7 @@ macro_rules! op {
 /// Every ioctl softiommu answers on an iommufd.
 pub static IOCTLS: &[IoctlOp] = &[
     op!(IOMMU_DESTROY, iommu_destroy, id),
+    op!(IOMMU_HWPT_ALLOC, iommu_hwpt_alloc, __reserved),
     op!(IOMMU_IOAS_ALLOC, iommu_ioas_alloc, out_ioas_id),
     op!(
         IOMMU_IOAS_ALLOW_IOVAS,
@@ -145,6 +146,7 @@ macro_rules! describe_debug {
 
 describe_debug!(
     iommu_destroy,
+    iommu_hwpt_alloc,
     iommu_ioas_alloc,
     iommu_ioas_allow_iovas,
     iommu_ioas_change_process,
@@ -293,6 +295,17 @@ pub(super) fn ioctl(
             }
             let id = ctx.ioas_alloc()?;
             c.out_ioas_id = id;
+            let ctx = ctx.clone();
+            Ok(Reply::RespondOrUndo(Box::new(move || {
+                let _ = ctx.destroy(id);
+            })))
+        }),
+        IOMMU_HWPT_ALLOC => run(&u, min, t, |c: &mut iommu_hwpt_alloc| {
+            if c.__reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let id = ctx.hwpt_alloc(c.dev_id, c.pt_id, c.flags, c.data_type, c.data_len)?;
+            c.out_hwpt_id = id;
             let ctx = ctx.clone();
             Ok(Reply::RespondOrUndo(Box::new(move || {
                 let _ = ctx.destroy(id);
@@ -552,6 +565,7 @@ mod tests {
         let min = |cmd| IOCTLS.iter().find(|o| o.cmd == cmd).unwrap().min_size;
         assert_eq!(min(IOMMU_DESTROY), 8);
         assert_eq!(min(IOMMU_IOAS_ALLOC), 12);
+        assert_eq!(min(IOMMU_HWPT_ALLOC), 24);
         assert_eq!(min(IOMMU_IOAS_ALLOW_IOVAS), 24);
         assert_eq!(min(IOMMU_IOAS_COPY), 40);
         assert_eq!(min(IOMMU_IOAS_IOVA_RANGES), 32);

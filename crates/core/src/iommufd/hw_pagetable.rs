@@ -11,8 +11,12 @@
 
 use super::context::{CtxInner, Iommufd, Object};
 use super::ioas::Ioas;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::iommu::{Device, Domain, PagingFlags};
+use softiommu_uapi::iommufd::{
+    IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID,
+    IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_FAULT_ID_VALID,
+};
 use std::sync::Arc;
 
 /// A paging hardware page table.
@@ -82,6 +86,64 @@ impl Iommufd {
                 Err(e)
             }
         }
+    }
+}
+
+/// `IOMMU_HWPT_ALLOC` flags a paging HWPT accepts.
+const PAGING_FLAGS: u32 = IOMMU_HWPT_ALLOC_NEST_PARENT
+    | IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    | IOMMU_HWPT_FAULT_ID_VALID
+    | IOMMU_HWPT_ALLOC_PASID;
+
+impl Iommufd {
+    /// `IOMMU_HWPT_ALLOC`: a HWPT for the device `dev_id` on `pt_id`. For an IOAS
+    /// that is a paging HWPT loaded from it (nothing is attached); nested HWPTs
+    /// on a paging parent are not modelled yet (EOPNOTSUPP). `data_type` and
+    /// `data_len` describe driver data; the paging domains of the mock take none.
+    pub fn hwpt_alloc(
+        &self,
+        dev_id: u32,
+        pt_id: u32,
+        flags: u32,
+        data_type: u32,
+        data_len: u32,
+    ) -> Result<u32> {
+        if (data_type == IOMMU_HWPT_DATA_NONE) != (data_len == 0) {
+            return Err(Error::Invalid("data type and length disagree"));
+        }
+        let idev = match self.table().get(dev_id) {
+            Some(Object::Device(d)) => d.clone(),
+            _ => return Err(Error::NoObject { id: dev_id }),
+        };
+        let pt = self.table().get(pt_id).cloned();
+        let ioas = match pt {
+            Some(Object::Ioas(ioas)) => ioas,
+            Some(Object::HwptPaging(_)) => return Err(Error::NotSupported("nested HWPTs")),
+            Some(_) => return Err(Error::Invalid("not an IOAS or a HWPT")),
+            None => return Err(Error::NoObject { id: pt_id }),
+        };
+        if flags & !PAGING_FLAGS != 0 {
+            return Err(Error::NotSupported("HWPT flags"));
+        }
+        if data_len != 0 {
+            return Err(Error::NotSupported("driver data for a paging HWPT"));
+        }
+        if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
+            if flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 {
+                return Err(Error::NotSupported("a nesting parent cannot report faults"));
+            }
+            // No fault queue object exists yet, so no fault_id can name one.
+            return Err(Error::NoObject { id: 0 });
+        }
+        let paging = PagingFlags {
+            nest_parent: flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
+            dirty_tracking: flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0,
+            pasid: flags & IOMMU_HWPT_ALLOC_PASID != 0,
+        };
+        let mut list = ioas.hwpts.lock().expect("IOAS HWPT list poisoned");
+        let hwpt = self.hwpt_paging_alloc(&ioas, &idev.dev, paging, false)?;
+        list.push(Arc::downgrade(&hwpt));
+        Ok(hwpt.id)
     }
 }
 

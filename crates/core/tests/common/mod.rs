@@ -300,6 +300,10 @@ impl Fixture {
         self.step(self.ctx().test_mock_domain_replace(stdev_id, pt_id))
     }
 
+    pub fn hwpt_alloc(&self, dev_id: u32, pt_id: u32, flags: u32) -> Result<u32> {
+        self.step(self.ctx().hwpt_alloc(dev_id, pt_id, flags, 0, 0))
+    }
+
     pub fn check_map(&self, hwpt_id: u32, iova: u64, len: u64, uptr: u64) -> Result<()> {
         self.step(self.ctx().test_md_check_map(hwpt_id, iova, len, uptr))
     }
