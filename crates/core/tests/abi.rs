@@ -233,3 +233,110 @@ fn test_cmd_mock_domain_and_access_fd() {
     bad.op = 999;
     assert_eq!(rig.call(IOMMU_TEST_CMD, &mut bad), Err(Errno::EOPNOTSUPP));
 }
+
+#[test]
+fn get_hw_info_copies_what_fits_and_zeroes_the_rest() {
+    let rig = Rig::new();
+    let mut alloc = iommu_ioas_alloc {
+        size: size_of::<iommu_ioas_alloc>(),
+        ..Default::default()
+    };
+    rig.call(IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
+    let mut md = iommu_test_cmd::new(
+        alloc.out_ioas_id,
+        &iommu_test_cmd_mock_domain_flags {
+            dev_flags: MOCK_FLAGS_DEVICE_PASID,
+            ..Default::default()
+        },
+    );
+    rig.call(IOMMU_TEST_CMD, &mut md).unwrap();
+    let idev = md
+        .payload_as::<iommu_test_cmd_mock_domain_flags>()
+        .out_idev_id;
+    let data = rig.space.mmap_anon(None, PAGE_SIZE, true).unwrap();
+    rig.space.write(data, &[0xffu8; 16]).unwrap();
+    let mut info = iommu_hw_info {
+        size: size_of::<iommu_hw_info>(),
+        dev_id: idev,
+        data_len: 16,
+        data_uptr: data,
+        ..Default::default()
+    };
+    assert_eq!(rig.call(IOMMU_GET_HW_INFO, &mut info), Ok(0));
+    assert_eq!(info.data_len, 8);
+    assert_eq!(info.out_data_type(), IOMMU_HW_INFO_TYPE_SELFTEST);
+    assert_eq!(info.out_capabilities, IOMMU_HW_CAP_DIRTY_TRACKING);
+    assert_eq!(info.out_max_pasid_log2, 20);
+    let mut got = [0u8; 16];
+    rig.space.read(data, &mut got).unwrap();
+    assert_eq!(&got[4..8], &IOMMU_HW_INFO_SELFTEST_REGVAL.to_ne_bytes());
+    assert_eq!(
+        &got[8..],
+        &[0u8; 8],
+        "the rest of the caller's buffer is zeroed"
+    );
+    // A type the driver does not speak; unknown flags; a missing device.
+    info = iommu_hw_info {
+        size: size_of::<iommu_hw_info>(),
+        dev_id: idev,
+        flags: IOMMU_HW_INFO_FLAG_INPUT_TYPE,
+        ..Default::default()
+    };
+    info.set_in_data_type(IOMMU_HW_INFO_TYPE_INTEL_VTD);
+    assert_eq!(
+        rig.call(IOMMU_GET_HW_INFO, &mut info),
+        Err(Errno::EOPNOTSUPP)
+    );
+    info.flags = 2;
+    assert_eq!(
+        rig.call(IOMMU_GET_HW_INFO, &mut info),
+        Err(Errno::EOPNOTSUPP)
+    );
+    info = iommu_hw_info {
+        size: size_of::<iommu_hw_info>(),
+        dev_id: 99,
+        ..Default::default()
+    };
+    assert_eq!(rig.call(IOMMU_GET_HW_INFO, &mut info), Err(Errno::ENOENT));
+}
+
+#[test]
+fn hwpt_alloc_paging() {
+    let rig = Rig::new();
+    let mut alloc = iommu_ioas_alloc {
+        size: size_of::<iommu_ioas_alloc>(),
+        ..Default::default()
+    };
+    rig.call(IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
+    let mut md = iommu_test_cmd::new(
+        alloc.out_ioas_id,
+        &iommu_test_cmd_mock_domain_flags {
+            dev_flags: MOCK_FLAGS_DEVICE_NO_DIRTY,
+            ..Default::default()
+        },
+    );
+    rig.call(IOMMU_TEST_CMD, &mut md).unwrap();
+    let idev = md
+        .payload_as::<iommu_test_cmd_mock_domain_flags>()
+        .out_idev_id;
+    let mut h = iommu_hwpt_alloc {
+        size: size_of::<iommu_hwpt_alloc>(),
+        dev_id: idev,
+        pt_id: alloc.out_ioas_id,
+        ..Default::default()
+    };
+    assert_eq!(rig.call(IOMMU_HWPT_ALLOC, &mut h), Ok(0));
+    assert_ne!(h.out_hwpt_id, 0);
+    // Dirty tracking on a device that cannot: EOPNOTSUPP; data without a type: EINVAL.
+    h.flags = IOMMU_HWPT_ALLOC_DIRTY_TRACKING;
+    assert_eq!(rig.call(IOMMU_HWPT_ALLOC, &mut h), Err(Errno::EOPNOTSUPP));
+    h.flags = 0;
+    h.data_len = 4;
+    assert_eq!(rig.call(IOMMU_HWPT_ALLOC, &mut h), Err(Errno::EINVAL));
+    // The IOAS is in use by the HWPT until it goes.
+    let mut d = iommu_destroy {
+        size: size_of::<iommu_destroy>(),
+        id: alloc.out_ioas_id,
+    };
+    assert_eq!(rig.call(IOMMU_DESTROY, &mut d), Err(Errno::EBUSY));
+}

@@ -51,6 +51,7 @@ macro_rules! op {
 /// Every ioctl softiommu answers on an iommufd.
 pub static IOCTLS: &[IoctlOp] = &[
     op!(IOMMU_DESTROY, iommu_destroy, id),
+    op!(IOMMU_GET_HW_INFO, iommu_hw_info, __reserved),
     op!(IOMMU_HWPT_ALLOC, iommu_hwpt_alloc, __reserved),
     op!(IOMMU_IOAS_ALLOC, iommu_ioas_alloc, out_ioas_id),
     op!(
@@ -146,6 +147,7 @@ macro_rules! describe_debug {
 
 describe_debug!(
     iommu_destroy,
+    iommu_hw_info,
     iommu_hwpt_alloc,
     iommu_ioas_alloc,
     iommu_ioas_allow_iovas,
@@ -299,6 +301,38 @@ pub(super) fn ioctl(
             Ok(Reply::RespondOrUndo(Box::new(move || {
                 let _ = ctx.destroy(id);
             })))
+        }),
+        IOMMU_GET_HW_INFO => run(&u, min, t, |c: &mut iommu_hw_info| {
+            if c.flags & !IOMMU_HW_INFO_FLAG_INPUT_TYPE != 0 || c.__reserved != [0; 3] {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let in_type = if c.flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE != 0 {
+                c.in_data_type()
+            } else {
+                IOMMU_HW_INFO_TYPE_DEFAULT
+            };
+            let info = ctx.get_hw_info(c.dev_id, in_type)?;
+            // The caller's buffer gets what fits, and zeroes past what we have.
+            let want = c.data_len as usize;
+            let n = want.min(info.data.len());
+            if n > 0 {
+                u.mem
+                    .write(c.data_uptr, &info.data[..n])
+                    .map_err(|_| Errno::EFAULT)?;
+            }
+            let zeroes = [0u8; 256];
+            let mut at = n;
+            while at < want {
+                let k = (want - at).min(zeroes.len());
+                let addr = c.data_uptr.wrapping_add(at as u64);
+                u.mem.write(addr, &zeroes[..k]).map_err(|_| Errno::EFAULT)?;
+                at += k;
+            }
+            c.data_len = info.data.len() as u32;
+            c.set_out_data_type(info.data_type);
+            c.out_capabilities = info.capabilities;
+            c.out_max_pasid_log2 = info.max_pasid_log2;
+            Ok(Reply::Respond)
         }),
         IOMMU_HWPT_ALLOC => run(&u, min, t, |c: &mut iommu_hwpt_alloc| {
             if c.__reserved != 0 {
@@ -566,6 +600,7 @@ mod tests {
         assert_eq!(min(IOMMU_DESTROY), 8);
         assert_eq!(min(IOMMU_IOAS_ALLOC), 12);
         assert_eq!(min(IOMMU_HWPT_ALLOC), 24);
+        assert_eq!(min(IOMMU_GET_HW_INFO), 32);
         assert_eq!(min(IOMMU_IOAS_ALLOW_IOVAS), 24);
         assert_eq!(min(IOMMU_IOAS_COPY), 40);
         assert_eq!(min(IOMMU_IOAS_IOVA_RANGES), 32);

@@ -20,11 +20,16 @@ use crate::error::{Error, Result};
 use crate::inject;
 use crate::mem::PAGE_SIZE;
 use crate::range::{IovaRange, RangeMap};
-use softiommu_uapi::test::{MOCK_APERTURE_LAST, MOCK_APERTURE_START};
+use softiommu_uapi::iommufd::IOMMU_HW_INFO_TYPE_DEFAULT;
+use softiommu_uapi::test::{
+    iommu_test_hw_info, IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST,
+    MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_PASID_WIDTH,
+};
 use softiommu_uapi::Errno;
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use zerocopy::IntoBytes;
 
 /// The mock's IO page size: half a CPU page.
 pub const MOCK_IO_PAGE_SIZE: u64 = PAGE_SIZE / 2;
@@ -60,6 +65,30 @@ impl Driver for MockDriver {
         inject::point("mock domain alloc")?;
         let huge = dev.flags & MOCK_FLAGS_DEVICE_HUGE_IOVA != 0;
         Ok(Arc::new(MockDomain::new(huge, flags)))
+    }
+
+    fn hw_info(&self, _dev: &Device, in_type: u32) -> Result<(u32, Vec<u8>)> {
+        if in_type != IOMMU_HW_INFO_TYPE_DEFAULT && in_type != IOMMU_HW_INFO_TYPE_SELFTEST {
+            return Err(Error::NotSupported("hw_info type"));
+        }
+        inject::point("mock hw_info")?;
+        let info = iommu_test_hw_info {
+            flags: 0,
+            test_reg: IOMMU_HW_INFO_SELFTEST_REGVAL,
+        };
+        Ok((IOMMU_HW_INFO_TYPE_SELFTEST, info.as_bytes().to_vec()))
+    }
+
+    fn dirty_tracking_capable(&self, dev: &Device) -> bool {
+        dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY == 0
+    }
+
+    fn max_pasid_log2(&self, dev: &Device) -> u8 {
+        if dev.flags & MOCK_FLAGS_DEVICE_PASID != 0 {
+            MOCK_PASID_WIDTH as u8
+        } else {
+            0
+        }
     }
 
     fn attach_check(&self, domain: &dyn Domain, dev: &Device) -> Result<()> {

@@ -84,6 +84,17 @@ pub trait Driver: Send + Sync + Debug {
     /// Checks that `dev` can be attached to `domain`; EINVAL when it cannot (so a
     /// caller can try another domain).
     fn attach_check(&self, domain: &dyn Domain, dev: &Device) -> Result<()>;
+
+    /// The driver's hardware information for `dev` in the format `in_type`
+    /// (`IOMMU_HW_INFO_TYPE_DEFAULT`: the driver's own): its type and bytes.
+    /// EOPNOTSUPP for a type the driver does not speak.
+    fn hw_info(&self, dev: &Device, in_type: u32) -> Result<(u32, Vec<u8>)>;
+
+    /// Whether the IOMMU can track dirty pages for `dev`.
+    fn dirty_tracking_capable(&self, dev: &Device) -> bool;
+
+    /// log2 of the number of PASIDs `dev` supports; 0 for none.
+    fn max_pasid_log2(&self, dev: &Device) -> u8;
 }
 
 /// The page size and count for the next piece of a map of `size` bytes at `iova`

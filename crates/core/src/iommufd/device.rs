@@ -47,7 +47,41 @@ impl IommufdDevice {
     }
 }
 
+/// What `IOMMU_GET_HW_INFO` reports about a device's IOMMU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HwInfo {
+    /// `IOMMU_HW_INFO_TYPE_*` of `data`.
+    pub data_type: u32,
+    /// The driver's information, in that type's layout.
+    pub data: Vec<u8>,
+    /// `IOMMU_HW_CAP_*`.
+    pub capabilities: u64,
+    /// log2 of the PASIDs the device supports; 0 for none.
+    pub max_pasid_log2: u8,
+}
+
 impl Iommufd {
+    /// `IOMMU_GET_HW_INFO`: the hardware information of the device `dev_id`'s
+    /// IOMMU in the format `in_type` (`IOMMU_HW_INFO_TYPE_DEFAULT`: the driver's).
+    pub fn get_hw_info(&self, dev_id: u32, in_type: u32) -> Result<HwInfo> {
+        let idev = match self.table().get(dev_id) {
+            Some(Object::Device(d)) => d.clone(),
+            _ => return Err(Error::NoObject { id: dev_id }),
+        };
+        let driver = &idev.dev.driver;
+        let (data_type, data) = driver.hw_info(&idev.dev, in_type)?;
+        let mut capabilities = 0;
+        if driver.dirty_tracking_capable(&idev.dev) {
+            capabilities |= softiommu_uapi::iommufd::IOMMU_HW_CAP_DIRTY_TRACKING;
+        }
+        Ok(HwInfo {
+            data_type,
+            data,
+            capabilities,
+            max_pasid_log2: driver.max_pasid_log2(&idev.dev),
+        })
+    }
+
     /// Binds `dev` to the context; returns the bound device.
     pub fn device_bind(&self, dev: Arc<Device>) -> Result<Arc<IommufdDevice>> {
         let mut t = self.table();

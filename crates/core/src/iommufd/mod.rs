@@ -16,7 +16,7 @@ pub mod pages;
 pub mod selftest;
 
 pub use context::{Iommufd, Object};
-pub use device::{Access, AccessOps, IommufdDevice};
+pub use device::{Access, AccessOps, HwInfo, IommufdDevice};
 pub use hw_pagetable::HwptPaging;
 pub use ioas::{Ioas, IovaRanges, MapFlags};
 pub use selftest::{AccessHandle, MockDomainIds};
