@@ -340,3 +340,126 @@ fn hwpt_alloc_paging() {
     };
     assert_eq!(rig.call(IOMMU_DESTROY, &mut d), Err(Errno::EBUSY));
 }
+
+#[test]
+fn dirty_tracking_ioctls() {
+    let rig = Rig::new();
+    let mut alloc = iommu_ioas_alloc {
+        size: size_of::<iommu_ioas_alloc>(),
+        ..Default::default()
+    };
+    rig.call(IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
+    let ioas = alloc.out_ioas_id;
+    let mut md = iommu_test_cmd::new(ioas, &iommu_test_cmd_mock_domain::default());
+    rig.call(IOMMU_TEST_CMD, &mut md).unwrap();
+    let idev = md.payload_as::<iommu_test_cmd_mock_domain>().out_idev_id;
+    let buf = rig.space.mmap_anon(None, 8 * PAGE_SIZE, true).unwrap();
+    let mut map = iommu_ioas_map {
+        size: size_of::<iommu_ioas_map>(),
+        flags: IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE,
+        ioas_id: ioas,
+        user_va: buf,
+        length: 8 * PAGE_SIZE,
+        ..Default::default()
+    };
+    rig.call(IOMMU_IOAS_MAP, &mut map).unwrap();
+    let mut h = iommu_hwpt_alloc {
+        size: size_of::<iommu_hwpt_alloc>(),
+        flags: IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+        dev_id: idev,
+        pt_id: ioas,
+        ..Default::default()
+    };
+    rig.call(IOMMU_HWPT_ALLOC, &mut h).unwrap();
+    let hwpt = h.out_hwpt_id;
+
+    let mut set = iommu_hwpt_set_dirty_tracking {
+        size: size_of::<iommu_hwpt_set_dirty_tracking>(),
+        flags: 2,
+        hwpt_id: hwpt,
+        __reserved: 0,
+    };
+    let call_set =
+        |s: &mut iommu_hwpt_set_dirty_tracking| rig.call(IOMMU_HWPT_SET_DIRTY_TRACKING, s);
+    assert_eq!(call_set(&mut set), Err(Errno::EOPNOTSUPP));
+    set.flags = IOMMU_HWPT_DIRTY_TRACKING_ENABLE;
+    set.__reserved = 1;
+    assert_eq!(call_set(&mut set), Err(Errno::EOPNOTSUPP));
+    set.__reserved = 0;
+    set.hwpt_id = ioas;
+    assert_eq!(call_set(&mut set), Err(Errno::ENOENT));
+    set.hwpt_id = hwpt;
+    set.size = 12;
+    assert_eq!(call_set(&mut set), Err(Errno::EINVAL));
+    set.size = size_of::<iommu_hwpt_set_dirty_tracking>();
+    assert_eq!(call_set(&mut set), Ok(0));
+
+    // Mark IO pages 1 and 6 of the 32 through the selftest op.
+    let bitmap = rig.space.mmap_anon(None, PAGE_SIZE, true).unwrap();
+    rig.space.write(bitmap, &[0x42, 0, 0, 0]).unwrap();
+    let mut dirty = iommu_test_cmd::new(
+        hwpt,
+        &iommu_test_cmd_dirty {
+            iova: map.iova,
+            length: 8 * PAGE_SIZE,
+            page_size: PAGE_SIZE / 2,
+            uptr: bitmap,
+            ..Default::default()
+        },
+    );
+    assert_eq!(rig.call(IOMMU_TEST_CMD, &mut dirty), Ok(0));
+    assert_eq!(dirty.payload_as::<iommu_test_cmd_dirty>().out_nr_dirty, 2);
+
+    // Read them back at CPU-page granularity into a bitmap that has bit 7 set.
+    rig.space.write(bitmap, &[0x80, 0, 0, 0]).unwrap();
+    let mut get = iommu_hwpt_get_dirty_bitmap {
+        size: size_of::<iommu_hwpt_get_dirty_bitmap>(),
+        hwpt_id: hwpt,
+        flags: 2,
+        iova: map.iova,
+        length: 8 * PAGE_SIZE,
+        page_size: PAGE_SIZE,
+        data: bitmap,
+        ..Default::default()
+    };
+    assert_eq!(
+        rig.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut get),
+        Err(Errno::EOPNOTSUPP)
+    );
+    get.flags = IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR;
+    get.size = 40;
+    assert_eq!(
+        rig.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut get),
+        Err(Errno::EINVAL)
+    );
+    get.size = size_of::<iommu_hwpt_get_dirty_bitmap>();
+    get.page_size = 0;
+    assert_eq!(
+        rig.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut get),
+        Err(Errno::EINVAL)
+    );
+    get.page_size = PAGE_SIZE;
+    assert_eq!(rig.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut get), Ok(0));
+    let mut got = [0u8; 1];
+    rig.space.read(bitmap, &mut got).unwrap();
+    assert_eq!(got[0], 0x80 | 0b1001, "pages 0 and 3, bit 7 kept");
+    // NO_CLEAR kept them: a clearing read reports them again, then nothing.
+    get.flags = 0;
+    rig.space.write(bitmap, &[0]).unwrap();
+    assert_eq!(rig.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut get), Ok(0));
+    rig.space.read(bitmap, &mut got).unwrap();
+    assert_eq!(got[0], 0b1001);
+    rig.space.write(bitmap, &[0]).unwrap();
+    assert_eq!(rig.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut get), Ok(0));
+    rig.space.read(bitmap, &mut got).unwrap();
+    assert_eq!(got[0], 0);
+    // A bitmap the caller cannot write: EFAULT once something is dirty.
+    rig.space.write(bitmap, &[0x42]).unwrap();
+    rig.call(IOMMU_TEST_CMD, &mut dirty).unwrap();
+    assert_eq!(dirty.payload_as::<iommu_test_cmd_dirty>().out_nr_dirty, 2);
+    get.data = 8;
+    assert_eq!(
+        rig.call(IOMMU_HWPT_GET_DIRTY_BITMAP, &mut get),
+        Err(Errno::EFAULT)
+    );
+}

@@ -53,6 +53,16 @@ pub static IOCTLS: &[IoctlOp] = &[
     op!(IOMMU_DESTROY, iommu_destroy, id),
     op!(IOMMU_GET_HW_INFO, iommu_hw_info, __reserved),
     op!(IOMMU_HWPT_ALLOC, iommu_hwpt_alloc, __reserved),
+    op!(
+        IOMMU_HWPT_GET_DIRTY_BITMAP,
+        iommu_hwpt_get_dirty_bitmap,
+        data
+    ),
+    op!(
+        IOMMU_HWPT_SET_DIRTY_TRACKING,
+        iommu_hwpt_set_dirty_tracking,
+        __reserved
+    ),
     op!(IOMMU_IOAS_ALLOC, iommu_ioas_alloc, out_ioas_id),
     op!(
         IOMMU_IOAS_ALLOW_IOVAS,
@@ -96,6 +106,7 @@ fn test_op_name(op: u32) -> &'static str {
         IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE => "MOCK_DOMAIN_REPLACE",
         IOMMU_TEST_OP_ACCESS_REPLACE_IOAS => "ACCESS_REPLACE_IOAS",
         IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS => "MOCK_DOMAIN_FLAGS",
+        IOMMU_TEST_OP_DIRTY => "DIRTY",
         _ => "?",
     }
 }
@@ -149,6 +160,8 @@ describe_debug!(
     iommu_destroy,
     iommu_hw_info,
     iommu_hwpt_alloc,
+    iommu_hwpt_get_dirty_bitmap,
+    iommu_hwpt_set_dirty_tracking,
     iommu_ioas_alloc,
     iommu_ioas_allow_iovas,
     iommu_ioas_change_process,
@@ -186,6 +199,7 @@ impl Describe for iommu_test_cmd {
             IOMMU_TEST_OP_ACCESS_REPLACE_IOAS => {
                 hex(&self.payload_as::<iommu_test_cmd_access_replace_ioas>())
             }
+            IOMMU_TEST_OP_DIRTY => hex(&self.payload_as::<iommu_test_cmd_dirty>()),
             _ => hex(&self.payload),
         };
         format!(
@@ -344,6 +358,24 @@ pub(super) fn ioctl(
             Ok(Reply::RespondOrUndo(Box::new(move || {
                 let _ = ctx.destroy(id);
             })))
+        }),
+        IOMMU_HWPT_SET_DIRTY_TRACKING => {
+            run(&u, min, t, |c: &mut iommu_hwpt_set_dirty_tracking| {
+                if c.flags & !IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0 || c.__reserved != 0 {
+                    return Err(Errno::EOPNOTSUPP);
+                }
+                let enable = c.flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE != 0;
+                ctx.hwpt_set_dirty_tracking(c.hwpt_id, enable)?;
+                Ok(Reply::None)
+            })
+        }
+        IOMMU_HWPT_GET_DIRTY_BITMAP => run(&u, min, t, |c: &mut iommu_hwpt_get_dirty_bitmap| {
+            if c.flags & !IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0 || c.__reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let no_clear = c.flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR != 0;
+            ctx.hwpt_get_dirty_bitmap(c.hwpt_id, c.iova, c.length, c.page_size, no_clear, c.data)?;
+            Ok(Reply::None)
         }),
         IOMMU_IOAS_IOVA_RANGES => iova_ranges(&u, ctx, min, t),
         IOMMU_IOAS_ALLOW_IOVAS => run(&u, min, t, |c: &mut iommu_ioas_allow_iovas| {
@@ -586,6 +618,12 @@ fn test_cmd(env: &dyn Env, ctx: &Iommufd, c: &mut iommu_test_cmd) -> Result<Repl
             with_access(env, c.id, |a| Ok(a.replace_ioas(p.ioas_id)?))?;
             Ok(Reply::None)
         }
+        IOMMU_TEST_OP_DIRTY => {
+            let p: iommu_test_cmd_dirty = c.payload_as();
+            let n = ctx.test_dirty(c.id, p.iova, p.length, p.page_size, p.uptr)?;
+            c.payload_mut::<iommu_test_cmd_dirty>().out_nr_dirty = n;
+            Ok(Reply::Respond)
+        }
         _ => Err(Errno::EOPNOTSUPP),
     }
 }
@@ -600,6 +638,8 @@ mod tests {
         assert_eq!(min(IOMMU_DESTROY), 8);
         assert_eq!(min(IOMMU_IOAS_ALLOC), 12);
         assert_eq!(min(IOMMU_HWPT_ALLOC), 24);
+        assert_eq!(min(IOMMU_HWPT_SET_DIRTY_TRACKING), 16);
+        assert_eq!(min(IOMMU_HWPT_GET_DIRTY_BITMAP), 48);
         assert_eq!(min(IOMMU_GET_HW_INFO), 32);
         assert_eq!(min(IOMMU_IOAS_ALLOW_IOVAS), 24);
         assert_eq!(min(IOMMU_IOAS_COPY), 40);

@@ -14,6 +14,14 @@
 //! 16 GiB mapping costs a handful of entries. An unmap that cuts a small-page
 //! extent is what the kernel's mock warns about; it is counted in
 //! [`MockDomain::warnings`] and the consistency checker fails on it.
+//!
+//! Dirty tracking: the kernel's mock keeps a DIRTY flag in each 2 KiB entry, set
+//! only by the selftest's `IOMMU_TEST_OP_DIRTY`. Here the dirty IO pages are a
+//! sorted set of IO page indexes ([`MockDomain::set_dirty`]), so clean memory
+//! costs nothing; map and unmap drop the bits of their range. A walk reports
+//! small pages one by one (coalesced into runs) and a huge IOPTE as its whole
+//! 1 MiB when any IO page in it is dirty, as the kernel's mock does. Lock order:
+//! `extents`, then `dirty`.
 
 use super::{pick_pgsize, Device, Domain, Driver, PagingFlags};
 use crate::error::{Error, Result};
@@ -27,6 +35,7 @@ use softiommu_uapi::test::{
 };
 use softiommu_uapi::Errno;
 use std::any::Any;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use zerocopy::IntoBytes;
@@ -113,6 +122,27 @@ pub struct Extent {
     pub pgsize: u64,
 }
 
+/// Dirty-tracking state of a mock domain.
+#[derive(Debug, Default)]
+struct DirtyState {
+    /// Tracking is on (the kernel mock's `MOCK_DIRTY_TRACK`).
+    tracking: bool,
+    /// IO page indexes (`iova / MOCK_IO_PAGE_SIZE`) marked dirty.
+    pages: BTreeSet<u64>,
+}
+
+impl DirtyState {
+    /// Drops the dirty bits of the IO pages in `range`.
+    fn clear(&mut self, range: IovaRange) {
+        let first = range.start / MOCK_IO_PAGE_SIZE;
+        let last = range.last / MOCK_IO_PAGE_SIZE;
+        let doomed: Vec<u64> = self.pages.range(first..=last).copied().collect();
+        for i in doomed {
+            self.pages.remove(&i);
+        }
+    }
+}
+
 /// A mock paging domain.
 #[derive(Debug)]
 pub struct MockDomain {
@@ -120,6 +150,8 @@ pub struct MockDomain {
     flags: PagingFlags,
     /// The mappings, by IOVA range.
     extents: Mutex<RangeMap<Extent>>,
+    /// Dirty bits and the tracking switch; taken after `extents`.
+    dirty: Mutex<DirtyState>,
     warnings: AtomicU64,
 }
 
@@ -130,6 +162,7 @@ impl MockDomain {
             pgsize_bitmap,
             flags,
             extents: Mutex::default(),
+            dirty: Mutex::default(),
             warnings: AtomicU64::new(0),
         }
     }
@@ -175,6 +208,36 @@ impl MockDomain {
             .expect("mock domain poisoned")
             .is_empty()
     }
+
+    /// Whether dirty tracking is on.
+    pub fn dirty_tracking(&self) -> bool {
+        self.dirty
+            .lock()
+            .expect("mock dirty state poisoned")
+            .tracking
+    }
+
+    /// Marks the IO page `index` dirty if it is mapped (the selftest's
+    /// `IOMMU_TEST_OP_DIRTY`, which stores the flag only in present entries);
+    /// returns whether it was marked.
+    pub fn set_dirty(&self, index: u64) -> bool {
+        let extents = self.extents.lock().expect("mock domain poisoned");
+        let Some(iova) = index.checked_mul(MOCK_IO_PAGE_SIZE) else {
+            return false;
+        };
+        if extents.find(iova).is_none() {
+            return false;
+        }
+        let mut dirty = self.dirty.lock().expect("mock dirty state poisoned");
+        dirty.pages.insert(index);
+        true
+    }
+
+    /// The dirty IO page indexes, in order.
+    pub fn dirty_pages(&self) -> Vec<u64> {
+        let dirty = self.dirty.lock().expect("mock dirty state poisoned");
+        dirty.pages.iter().copied().collect()
+    }
 }
 
 impl Domain for MockDomain {
@@ -205,6 +268,11 @@ impl Domain for MockDomain {
                 "mock map outside the aperture or over a mapping",
             ));
         }
+        // A new mapping starts clean.
+        self.dirty
+            .lock()
+            .expect("mock dirty state poisoned")
+            .clear(range);
         let (mut iova, mut phys, mut left) = (iova, phys, len);
         while left > 0 {
             let (pgsize, count) = pick_pgsize(self.pgsize_bitmap, iova, phys, left);
@@ -226,6 +294,7 @@ impl Domain for MockDomain {
             return 0;
         };
         let mut extents = self.extents.lock().expect("mock domain poisoned");
+        let mut dirty = self.dirty.lock().expect("mock dirty state poisoned");
         let mut unmapped = 0;
         for start in extents.overlapping_starts(range) {
             let Some((r, e)) = extents.remove(start) else {
@@ -248,10 +317,14 @@ impl Domain for MockDomain {
                         },
                     );
                 }
-                unmapped += r.intersect(&range).and_then(|r| r.len()).unwrap_or(0);
+                if let Some(cut) = r.intersect(&range) {
+                    dirty.clear(cut);
+                    unmapped += cut.len().unwrap_or(u64::MAX);
+                }
                 continue;
             }
             // A huge IOPTE goes as a whole, as hardware unmaps it.
+            dirty.clear(r);
             unmapped += r.len().unwrap_or(u64::MAX);
         }
         unmapped
@@ -267,6 +340,95 @@ impl Domain for MockDomain {
 
     fn enforce_cache_coherency(&self) -> bool {
         true
+    }
+
+    fn set_dirty_tracking(&self, enable: bool) -> Result<()> {
+        if !self.has_dirty_ops() {
+            return Err(Error::NotSupported("domain has no dirty tracking"));
+        }
+        self.dirty
+            .lock()
+            .expect("mock dirty state poisoned")
+            .tracking = enable;
+        Ok(())
+    }
+
+    fn read_and_clear_dirty(
+        &self,
+        iova: u64,
+        length: u64,
+        no_clear: bool,
+        mut report: Option<&mut dyn FnMut(u64, u64)>,
+    ) -> Result<()> {
+        if !self.has_dirty_ops() {
+            return Err(Error::NotSupported("domain has no dirty tracking"));
+        }
+        let extents = self.extents.lock().expect("mock domain poisoned");
+        let mut dirty = self.dirty.lock().expect("mock dirty state poisoned");
+        if !dirty.tracking && report.is_some() {
+            return Err(Error::Invalid("dirty tracking is off"));
+        }
+        let Some(walk) = IovaRange::from_len(iova, length) else {
+            return Ok(());
+        };
+        // The kernel's mock steps one IO page at a time past holes and small
+        // pages and one huge page at a time from wherever it met a huge entry;
+        // whole extents and set ranges stand for its single steps here.
+        let mut cur = walk.start;
+        while let Some((r, e)) = extents
+            .find(cur)
+            .or_else(|| extents.first_overlap(IovaRange::new(cur, walk.last)))
+            .map(|(r, e)| (r, *e))
+        {
+            // A hole is passed in IO pages: land on the extent's first one.
+            cur = cur.max(r.start);
+            if e.pgsize > MOCK_IO_PAGE_SIZE {
+                let head = cur & !(e.pgsize - 1);
+                let first = head / MOCK_IO_PAGE_SIZE;
+                let last = first + e.pgsize / MOCK_IO_PAGE_SIZE - 1;
+                if dirty.pages.range(first..=last).next().is_some() {
+                    if !no_clear {
+                        dirty.clear(IovaRange::new(head, head + e.pgsize - 1));
+                    }
+                    if let Some(f) = report.as_deref_mut() {
+                        f(cur, e.pgsize);
+                    }
+                }
+                match cur.checked_add(e.pgsize) {
+                    Some(next) if next <= walk.last => cur = next,
+                    _ => break,
+                }
+                continue;
+            }
+            let sub = IovaRange::new(cur, r.last.min(walk.last));
+            let first = sub.start / MOCK_IO_PAGE_SIZE;
+            let last = sub.last / MOCK_IO_PAGE_SIZE;
+            // Report runs of dirty IO pages.
+            let mut run: Option<(u64, u64)> = None;
+            for &i in dirty.pages.range(first..=last) {
+                run = match run {
+                    Some((s, l)) if l + 1 == i => Some((s, i)),
+                    Some((s, l)) => {
+                        if let Some(f) = report.as_deref_mut() {
+                            f(s * MOCK_IO_PAGE_SIZE, (l - s + 1) * MOCK_IO_PAGE_SIZE);
+                        }
+                        Some((i, i))
+                    }
+                    None => Some((i, i)),
+                };
+            }
+            if let (Some((s, l)), Some(f)) = (run, report.as_deref_mut()) {
+                f(s * MOCK_IO_PAGE_SIZE, (l - s + 1) * MOCK_IO_PAGE_SIZE);
+            }
+            if !no_clear {
+                dirty.clear(sub);
+            }
+            if sub.last >= walk.last {
+                break;
+            }
+            cur = sub.last + 1;
+        }
+        Ok(())
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -352,5 +514,66 @@ mod tests {
                 .errno(),
             Errno::EINVAL
         );
+    }
+
+    #[test]
+    fn dirty_walk_reports_huge_iopte_whole_and_clears() {
+        let flags = PagingFlags {
+            dirty_tracking: true,
+            ..Default::default()
+        };
+        let d = MockDriver
+            .domain_alloc_paging(&dev(MOCK_FLAGS_DEVICE_HUGE_IOVA), flags)
+            .unwrap();
+        let m = d.as_any().downcast_ref::<MockDomain>().unwrap();
+        let base = MOCK_APERTURE_START;
+        // Two small pages, then one huge IOPTE.
+        let small = MOCK_HUGE_PAGE_SIZE - 4096;
+        d.map(
+            base + 4096,
+            (1 << 32) + 4096,
+            small + MOCK_HUGE_PAGE_SIZE,
+            0,
+        )
+        .unwrap();
+        assert_eq!(m.extents().len(), 2);
+        let walk = |no_clear| {
+            let mut got = Vec::new();
+            d.read_and_clear_dirty(
+                base,
+                2 * MOCK_HUGE_PAGE_SIZE,
+                no_clear,
+                Some(&mut |i, l| got.push((i, l))),
+            )
+            .unwrap();
+            got
+        };
+        // Tracking off: only a clearing walk without a report is allowed.
+        assert_eq!(
+            d.read_and_clear_dirty(base, 4096, false, Some(&mut |_, _| {}))
+                .unwrap_err()
+                .errno(),
+            Errno::EINVAL
+        );
+        d.read_and_clear_dirty(base, 4096, false, None).unwrap();
+        d.set_dirty_tracking(true).unwrap();
+        let io = MOCK_IO_PAGE_SIZE;
+        let first = (base + 4096) / io;
+        assert!(m.set_dirty(first) && m.set_dirty(first + 1) && m.set_dirty(first + 3));
+        assert!(m.set_dirty((base + MOCK_HUGE_PAGE_SIZE) / io + 100));
+        assert!(!m.set_dirty(base / io), "unmapped pages are not marked");
+        let want = vec![
+            (base + 4096, 2 * io),
+            (base + 4096 + 3 * io, io),
+            (base + MOCK_HUGE_PAGE_SIZE, MOCK_HUGE_PAGE_SIZE),
+        ];
+        assert_eq!(walk(true), want);
+        assert_eq!(walk(false), want);
+        assert_eq!(walk(false), vec![]);
+        // Unmap drops the bits with the mapping.
+        assert!(m.set_dirty(first));
+        d.unmap(base + 4096, small + MOCK_HUGE_PAGE_SIZE);
+        assert!(m.dirty_pages().is_empty());
+        assert_eq!(m.warnings(), 0);
     }
 }

@@ -12,7 +12,7 @@
 
 pub mod mock;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::range::IovaRange;
 use std::any::Any;
 use std::fmt::Debug;
@@ -60,6 +60,28 @@ pub trait Domain: Send + Sync + Debug {
 
     /// Whether the domain can make every DMA cache coherent.
     fn enforce_cache_coherency(&self) -> bool;
+
+    /// Starts (`enable`) or stops dirty tracking (the kernel's
+    /// `iommu_dirty_ops::set_dirty_tracking`). EOPNOTSUPP for a domain without
+    /// dirty-tracking operations.
+    fn set_dirty_tracking(&self, _enable: bool) -> Result<()> {
+        Err(Error::NotSupported("domain has no dirty tracking"))
+    }
+
+    /// Walks `[iova, iova + length)` and calls `report(iova, length)` for each
+    /// dirty piece, clearing the dirty state unless `no_clear` (the kernel's
+    /// `read_and_clear_dirty`). Without `report` it only clears: what enabling
+    /// tracking does to start from a clean snapshot, allowed with tracking off.
+    /// EOPNOTSUPP for a domain without dirty-tracking operations.
+    fn read_and_clear_dirty(
+        &self,
+        _iova: u64,
+        _length: u64,
+        _no_clear: bool,
+        _report: Option<&mut dyn FnMut(u64, u64)>,
+    ) -> Result<()> {
+        Err(Error::NotSupported("domain has no dirty tracking"))
+    }
 
     /// For drivers' and checks' own downcasts.
     fn as_any(&self) -> &dyn Any;

@@ -8,7 +8,8 @@
 //!   its domains and accesses need; each domain's outside-aperture reservations
 //!   exist; its domains are exactly its HWPTs' domains;
 //! - each mock domain maps exactly the IOAS's areas onto the frames of their pages,
-//!   and was never misused;
+//!   was never misused, and holds dirty bits only for mapped IO pages (and none
+//!   at all without dirty tracking);
 //! - each `Pages` is held exactly by the areas loaded in domains and the access
 //!   pins over it, its pinned count matches, and areas count their access pins;
 //! - optionally, a pin table counts exactly the pins of the context's pages.
@@ -16,7 +17,7 @@
 use super::context::{Iommufd, Object};
 use super::io_pagetable::{domain_key, ReservedOwner};
 use super::pages::Pages;
-use crate::iommu::mock::MockDomain;
+use crate::iommu::mock::{MockDomain, MOCK_IO_PAGE_SIZE};
 use crate::mem::{PinTable, PAGE_SHIFT, PAGE_SIZE};
 use crate::range::{CountMap, IovaRange};
 use std::collections::HashMap;
@@ -288,6 +289,21 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                 got,
                 expected_map
             );
+            let dirty = mock.dirty_pages();
+            ensure!(
+                dirty.is_empty() || d.has_dirty_ops(),
+                "IOAS {}: mock domain without dirty tracking has dirty pages",
+                ioas.id
+            );
+            for index in dirty {
+                let iova = index.checked_mul(MOCK_IO_PAGE_SIZE);
+                ensure!(
+                    iova.is_some_and(|i| mock.lookup(i).is_some()),
+                    "IOAS {}: mock domain IO page {:#x} is dirty but not mapped",
+                    ioas.id,
+                    index
+                );
+            }
         }
         // Access pins hold the pages under them.
         for a in accesses

@@ -8,11 +8,19 @@
 //!
 //! Users: a HWPT is a user of its IOAS for its whole life; each attached device is
 //! a user of the HWPT.
+//!
+//! Dirty tracking (`IOMMU_HWPT_SET_DIRTY_TRACKING`, `IOMMU_HWPT_GET_DIRTY_BITMAP`)
+//! is the domain's business; the HWPT finds the domain and its IOAS, and the IO
+//! page table ([`super::io_pagetable`]) checks the range and walks it area by
+//! area under the IOAS's lock, so no area can go away during a walk. The
+//! caller's bitmap is [`super::iova_bitmap`].
 
 use super::context::{CtxInner, Iommufd, Object};
 use super::ioas::Ioas;
+use super::iova_bitmap::IovaBitmap;
 use crate::error::{Error, Result};
 use crate::iommu::{Device, Domain, PagingFlags};
+use crate::range::IovaRange;
 use softiommu_uapi::iommufd::{
     IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID,
     IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_FAULT_ID_VALID,
@@ -144,6 +152,45 @@ impl Iommufd {
         let hwpt = self.hwpt_paging_alloc(&ioas, &idev.dev, paging, false)?;
         list.push(Arc::downgrade(&hwpt));
         Ok(hwpt.id)
+    }
+}
+
+impl Iommufd {
+    /// `IOMMU_HWPT_SET_DIRTY_TRACKING`: starts (`enable`) or stops dirty tracking
+    /// in the paging HWPT `hwpt_id` (ENOENT if there is none). EOPNOTSUPP when its
+    /// domain cannot track dirty pages.
+    pub fn hwpt_set_dirty_tracking(&self, hwpt_id: u32, enable: bool) -> Result<()> {
+        let hwpt = self.get_hwpt_paging(hwpt_id)?;
+        let iopt = hwpt.ioas.iopt();
+        iopt.set_dirty_tracking(&*hwpt.domain, enable)
+    }
+
+    /// `IOMMU_HWPT_GET_DIRTY_BITMAP`: sets, in the caller's bitmap at `data`, bit
+    /// `n` for each dirty `page_size` piece at `iova + n * page_size` in
+    /// `[iova, iova + length)` of the paging HWPT `hwpt_id`, and clears the dirty
+    /// state unless `no_clear`. Bits already set stay set. The range must be
+    /// aligned (see [`super::io_pagetable::IoPagetable::check_dirty_range`]) and
+    /// fully mapped (EINVAL); tracking must be on (the mock: EINVAL).
+    pub fn hwpt_get_dirty_bitmap(
+        &self,
+        hwpt_id: u32,
+        iova: u64,
+        length: u64,
+        page_size: u64,
+        no_clear: bool,
+        data: u64,
+    ) -> Result<()> {
+        let hwpt = self.get_hwpt_paging(hwpt_id)?;
+        let iopt = hwpt.ioas.iopt();
+        if !hwpt.domain.has_dirty_ops() {
+            return Err(Error::NotSupported("domain has no dirty tracking"));
+        }
+        iopt.check_dirty_range(iova, length, page_size)?;
+        let range = IovaRange::from_len(iova, length).ok_or(Error::Overflow("IOVA + length"))?;
+        let space = self.process().space.clone();
+        let mut bitmap = IovaBitmap::new(&*space, iova, length, page_size, data);
+        iopt.read_and_clear_dirty(&*hwpt.domain, range, no_clear, &mut |i, l| bitmap.set(i, l))?;
+        bitmap.finish()
     }
 }
 

@@ -491,6 +491,74 @@ impl IoPagetable {
         Err(Error::NotMapped("IOVA range not fully mapped"))
     }
 
+    /// The checks of `IOMMU_HWPT_GET_DIRTY_BITMAP`'s range (the kernel's
+    /// `iommufd_check_iova_range`): EOVERFLOW when `iova + length - 1` does not
+    /// fit, EINVAL when either end is not aligned to the table's IOVA alignment or
+    /// to `page_size`, or `page_size` is 0.
+    pub fn check_dirty_range(&self, iova: u64, length: u64, page_size: u64) -> Result<()> {
+        let last = iova
+            .checked_add(length.wrapping_sub(1))
+            .ok_or(Error::Overflow("IOVA + length"))?;
+        let end = last.wrapping_add(1);
+        let align = self.iova_alignment;
+        if iova & (align - 1) != 0 || end & (align - 1) != 0 {
+            return Err(Error::Invalid(
+                "dirty range not aligned to the IOVA alignment",
+            ));
+        }
+        if page_size == 0 {
+            return Err(Error::Invalid("dirty bitmap page size 0"));
+        }
+        if iova & (page_size - 1) != 0 || end & (page_size - 1) != 0 {
+            return Err(Error::Invalid("dirty range not aligned to the page size"));
+        }
+        Ok(())
+    }
+
+    /// Starts or stops dirty tracking in `domain`; starting first clears what
+    /// the domain holds as dirty in every area, so that the first read is a clean
+    /// snapshot. EOPNOTSUPP for a domain without dirty tracking.
+    pub fn set_dirty_tracking(&self, domain: &dyn Domain, enable: bool) -> Result<()> {
+        if !domain.has_dirty_ops() {
+            return Err(Error::NotSupported("domain has no dirty tracking"));
+        }
+        if enable {
+            for (r, _) in self.areas.iter() {
+                domain.read_and_clear_dirty(r.start, r.last - r.start + 1, false, None)?;
+            }
+        }
+        domain.set_dirty_tracking(enable)
+    }
+
+    /// Reads (and, unless `no_clear`, clears) the dirty state of `domain` over
+    /// `range`, area by area, reporting dirty pieces to `report`. The range must
+    /// be mapped without a gap: EINVAL at the first gap, after the areas before
+    /// it were walked (as the kernel does).
+    pub fn read_and_clear_dirty(
+        &self,
+        domain: &dyn Domain,
+        range: IovaRange,
+        no_clear: bool,
+        report: &mut dyn FnMut(u64, u64),
+    ) -> Result<()> {
+        if !domain.has_dirty_ops() {
+            return Err(Error::NotSupported("domain has no dirty tracking"));
+        }
+        let mut cur = range.start;
+        for (r, _) in self.areas.overlapping(range) {
+            if r.start > cur {
+                break;
+            }
+            let last = r.last.min(range.last);
+            domain.read_and_clear_dirty(cur, last - cur + 1, no_clear, Some(&mut *report))?;
+            if last == range.last {
+                return Ok(());
+            }
+            cur = last + 1;
+        }
+        Err(Error::Invalid("dirty range not fully mapped"))
+    }
+
     /// Mutable variant of [`IoPagetable::for_each_contig`] over area starts.
     pub fn contig_starts(&self, range: IovaRange) -> Result<Vec<(IovaRange, IovaRange)>> {
         let mut out = Vec::new();

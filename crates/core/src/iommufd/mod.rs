@@ -4,6 +4,7 @@
 //! drive; so does this module. [`context`] is the kernel's `main.c` (the context and
 //! its object table), [`ioas`] the IOAS handlers, [`io_pagetable`] and [`pages`]
 //! the structures, [`hw_pagetable`] and [`device`] the HWPTs, devices and accesses,
+//! [`iova_bitmap`] the user's dirty bitmap,
 //! [`selftest`] the test operations, and [`check`] the consistency checker.
 
 pub mod check;
@@ -12,6 +13,7 @@ pub mod device;
 pub mod hw_pagetable;
 pub mod io_pagetable;
 pub mod ioas;
+pub mod iova_bitmap;
 pub mod pages;
 pub mod selftest;
 

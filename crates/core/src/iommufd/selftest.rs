@@ -367,6 +367,67 @@ impl Iommufd {
         Ok(handle)
     }
 
+    /// `DIRTY`: marks dirty, in the mock paging HWPT `hwpt_id` whose tracking is
+    /// on, the IO page of each `page_size` piece `iova + i * page_size` whose bit
+    /// `i` is set in the caller's bitmap at `uptr` and which is mapped; returns how
+    /// many were marked. EINVAL for a zero or misaligned `page_size`/`length`/`iova`,
+    /// a null `uptr`, or tracking off.
+    pub fn test_dirty(
+        &self,
+        hwpt_id: u32,
+        iova: u64,
+        length: u64,
+        page_size: u64,
+        uptr: u64,
+    ) -> Result<u64> {
+        if page_size == 0
+            || length == 0
+            || !iova.is_multiple_of(page_size)
+            || !length.is_multiple_of(page_size)
+            || uptr == 0
+        {
+            return Err(Error::Invalid("dirty range"));
+        }
+        let hwpt = self.get_hwpt_paging(hwpt_id)?;
+        let mock = hwpt
+            .domain
+            .as_any()
+            .downcast_ref::<MockDomain>()
+            .ok_or(Error::Invalid("not a mock domain"))?;
+        if !mock.dirty_tracking() {
+            return Err(Error::Invalid("dirty tracking is off"));
+        }
+        let max = length / page_size;
+        let nbytes = usize::try_from(max.div_ceil(8)).map_err(|_| Error::NoMem("dirty bitmap"))?;
+        crate::inject::point("test dirty bitmap")?;
+        // The kernel allocates the copy and fails with ENOMEM; so do we,
+        // instead of aborting on a length no memory can hold.
+        let mut bits = Vec::new();
+        bits.try_reserve_exact(nbytes)
+            .map_err(|_| Error::NoMem("dirty bitmap"))?;
+        bits.resize(nbytes, 0u8);
+        self.process().space.read(uptr, &mut bits)?;
+        let mut count = 0;
+        for (byte_at, byte) in bits.iter().enumerate() {
+            if *byte == 0 {
+                continue;
+            }
+            for b in 0..8 {
+                let i = byte_at as u64 * 8 + b;
+                if i >= max || byte & (1 << b) == 0 {
+                    continue;
+                }
+                // The kernel's test indexes its per-IO-page table by
+                // `iova / page_size`: the IO page when page_size is 2 KiB.
+                let cur = iova + i * page_size;
+                if mock.set_dirty(cur / page_size) {
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
     /// `SET_TEMP_MEMORY_LIMIT`: the size limit of temporary batches (12 bytes at
     /// least; EINVAL below).
     pub fn test_set_temp_memory_limit(&self, limit: u32) -> Result<()> {

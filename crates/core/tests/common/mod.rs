@@ -304,6 +304,36 @@ impl Fixture {
         self.step(self.ctx().hwpt_alloc(dev_id, pt_id, flags, 0, 0))
     }
 
+    pub fn set_dirty_tracking(&self, hwpt_id: u32, enable: bool) -> Result<()> {
+        self.step(self.ctx().hwpt_set_dirty_tracking(hwpt_id, enable))
+    }
+
+    pub fn get_dirty_bitmap(
+        &self,
+        hwpt_id: u32,
+        iova: u64,
+        len: u64,
+        page_size: u64,
+        no_clear: bool,
+        data: u64,
+    ) -> Result<()> {
+        self.step(
+            self.ctx()
+                .hwpt_get_dirty_bitmap(hwpt_id, iova, len, page_size, no_clear, data),
+        )
+    }
+
+    pub fn mock_dirty(
+        &self,
+        hwpt_id: u32,
+        iova: u64,
+        len: u64,
+        page_size: u64,
+        uptr: u64,
+    ) -> Result<u64> {
+        self.step(self.ctx().test_dirty(hwpt_id, iova, len, page_size, uptr))
+    }
+
     pub fn check_map(&self, hwpt_id: u32, iova: u64, len: u64, uptr: u64) -> Result<()> {
         self.step(self.ctx().test_md_check_map(hwpt_id, iova, len, uptr))
     }
