@@ -463,3 +463,133 @@ fn dirty_tracking_ioctls() {
         Err(Errno::EFAULT)
     );
 }
+
+/// Nested HWPTs through the ABI: the driver data read from the caller's memory,
+/// `HWPT_INVALIDATE`'s `entry_num` written back also on failure, and
+/// `MD_CHECK_IOTLB`.
+#[test]
+fn hwpt_nested_and_invalidate() {
+    let rig = Rig::new();
+    let mut alloc = iommu_ioas_alloc {
+        size: size_of::<iommu_ioas_alloc>(),
+        ..Default::default()
+    };
+    rig.call(IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
+    let ioas = alloc.out_ioas_id;
+    let mut md = iommu_test_cmd::new(ioas, &iommu_test_cmd_mock_domain::default());
+    rig.call(IOMMU_TEST_CMD, &mut md).unwrap();
+    let idev = md.payload_as::<iommu_test_cmd_mock_domain>().out_idev_id;
+    let mut h = iommu_hwpt_alloc {
+        size: size_of::<iommu_hwpt_alloc>(),
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
+        dev_id: idev,
+        pt_id: ioas,
+        ..Default::default()
+    };
+    rig.call(IOMMU_HWPT_ALLOC, &mut h).unwrap();
+    let parent = h.out_hwpt_id;
+
+    let data = rig.space.mmap_anon(None, PAGE_SIZE, true).unwrap();
+    let cfg = iommu_hwpt_selftest {
+        iotlb: IOMMU_TEST_IOTLB_DEFAULT,
+        pagetable_type: 0,
+    };
+    rig.space.write(data, cfg.as_bytes()).unwrap();
+    let mut n = iommu_hwpt_alloc {
+        size: size_of::<iommu_hwpt_alloc>(),
+        dev_id: idev,
+        pt_id: parent,
+        data_type: IOMMU_HWPT_DATA_SELFTEST,
+        data_len: size_of::<iommu_hwpt_selftest>(),
+        data_uptr: data,
+        ..Default::default()
+    };
+    assert_eq!(rig.call(IOMMU_HWPT_ALLOC, &mut n), Ok(0));
+    let nested = n.out_hwpt_id;
+    assert!(nested > parent);
+    // Data past the end of the caller's memory: EFAULT; a missing pt_id: EINVAL.
+    let mut bad = n;
+    bad.data_uptr = data + PAGE_SIZE - 4;
+    assert_eq!(rig.call(IOMMU_HWPT_ALLOC, &mut bad), Err(Errno::EFAULT));
+    bad = n;
+    bad.pt_id = 999;
+    assert_eq!(rig.call(IOMMU_HWPT_ALLOC, &mut bad), Err(Errno::EINVAL));
+    let mut d = iommu_destroy {
+        size: size_of::<iommu_destroy>(),
+        id: parent,
+    };
+    assert_eq!(rig.call(IOMMU_DESTROY, &mut d), Err(Errno::EBUSY));
+
+    let check = |index: u32, iotlb: u32| {
+        let mut c = iommu_test_cmd::new(nested, &iommu_test_cmd_check_iotlb { id: index, iotlb });
+        rig.call(IOMMU_TEST_CMD, &mut c)
+    };
+    for i in 0..MOCK_NESTED_DOMAIN_IOTLB_NUM {
+        assert_eq!(check(i, IOMMU_TEST_IOTLB_DEFAULT), Ok(0));
+    }
+    assert_eq!(check(4, IOMMU_TEST_IOTLB_DEFAULT), Err(Errno::EINVAL));
+
+    // Two requests, the second with unknown flags: EOPNOTSUPP, one handled.
+    let reqs = [
+        iommu_hwpt_invalidate_selftest {
+            flags: 0,
+            iotlb_id: 2,
+        },
+        iommu_hwpt_invalidate_selftest {
+            flags: 2,
+            iotlb_id: 0,
+        },
+    ];
+    let array = rig.space.mmap_anon(None, PAGE_SIZE, true).unwrap();
+    rig.space.write(array, reqs.as_bytes()).unwrap();
+    let inv = iommu_hwpt_invalidate {
+        size: size_of::<iommu_hwpt_invalidate>(),
+        hwpt_id: nested,
+        data_uptr: array,
+        data_type: IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+        entry_len: size_of::<iommu_hwpt_invalidate_selftest>(),
+        entry_num: 2,
+        __reserved: 0,
+    };
+    let mut i = inv;
+    assert_eq!(
+        rig.call(IOMMU_HWPT_INVALIDATE, &mut i),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(i.entry_num, 1);
+    assert_eq!(check(2, 0), Ok(0));
+    assert_eq!(check(1, IOMMU_TEST_IOTLB_DEFAULT), Ok(0));
+    // Reserved bits: EOPNOTSUPP, and still entry_num 0 written back.
+    i = inv;
+    i.__reserved = 1;
+    assert_eq!(
+        rig.call(IOMMU_HWPT_INVALIDATE, &mut i),
+        Err(Errno::EOPNOTSUPP)
+    );
+    assert_eq!(i.entry_num, 0);
+    // A paging HWPT: EINVAL, entry_num 0.
+    i = inv;
+    i.hwpt_id = parent;
+    assert_eq!(rig.call(IOMMU_HWPT_INVALIDATE, &mut i), Err(Errno::EINVAL));
+    assert_eq!(i.entry_num, 0);
+    // Shorter than the end of __reserved: EINVAL, nothing written.
+    i = inv;
+    i.size = 28;
+    assert_eq!(rig.call(IOMMU_HWPT_INVALIDATE, &mut i), Err(Errno::EINVAL));
+    assert_eq!(i.entry_num, 2);
+    // The first request alone succeeds.
+    i = inv;
+    i.entry_num = 1;
+    assert_eq!(rig.call(IOMMU_HWPT_INVALIDATE, &mut i), Ok(0));
+    assert_eq!(i.entry_num, 1);
+
+    // A device moves onto the nested HWPT, which is then busy.
+    let stdev = md.payload_as::<iommu_test_cmd_mock_domain>().out_stdev_id;
+    let mut r = iommu_test_cmd::new(stdev, &iommu_test_cmd_mock_domain_replace { pt_id: nested });
+    assert_eq!(rig.call(IOMMU_TEST_CMD, &mut r), Ok(0));
+    d.id = nested;
+    assert_eq!(rig.call(IOMMU_DESTROY, &mut d), Err(Errno::EBUSY));
+    if let File::Iommufd(ctx) = &rig.file {
+        softiommu::iommufd::check::check(ctx).unwrap();
+    }
+}

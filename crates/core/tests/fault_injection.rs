@@ -15,7 +15,9 @@
 //! released and the accounting is back to zero.
 
 use softiommu::inject;
-use softiommu::iommu::mock::{MockDomain, MOCK_FLAGS_DEVICE_HUGE_IOVA, MOCK_IO_PAGE_SIZE};
+use softiommu::iommu::mock::{
+    MockDomain, MockNestedDomain, MOCK_FLAGS_DEVICE_HUGE_IOVA, MOCK_IO_PAGE_SIZE,
+};
 use softiommu::iommufd::check::{check, check_pins};
 use softiommu::iommufd::io_pagetable::ReservedOwner;
 use softiommu::iommufd::selftest::{MOCK_ACCESS_CREATE_NEEDS_PIN_PAGES, MOCK_ACCESS_WRITE};
@@ -24,9 +26,12 @@ use softiommu::mem::sim::{SimAddressSpace, SimFile, SimMemory};
 use softiommu::mem::{AccountMode, AddressSpace, FileSource, Process, User, PAGE_SIZE};
 use softiommu::range::IovaRange;
 use softiommu::uapi::iommufd::{
-    IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
+    IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET,
+    IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
 };
-use softiommu::uapi::test::MOCK_APERTURE_START;
+use softiommu::uapi::test::{
+    IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, MOCK_APERTURE_START,
+};
 use softiommu::Error;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -135,6 +140,8 @@ struct Snapshot {
     ioases: Vec<IoasState>,
     /// Per HWPT: its mock domain's extents (IOVA range, phys, prot, page size).
     domains: Vec<(u32, Vec<ExtentState>)>,
+    /// Per nested HWPT: its parent and its mock IOTLB.
+    nested: Vec<(u32, u32, Vec<u32>)>,
     /// Per device: the HWPT it is attached to.
     devices: Vec<(u32, Option<u32>)>,
     /// Per access: its IOAS and pinned ranges.
@@ -153,6 +160,7 @@ fn snapshot(w: &World) -> Snapshot {
         objects: Vec::new(),
         ioases: Vec::new(),
         domains: Vec::new(),
+        nested: Vec::new(),
         devices: Vec::new(),
         accesses: Vec::new(),
         pages: BTreeMap::new(),
@@ -221,7 +229,16 @@ fn snapshot(w: &World) -> Snapshot {
                     .collect();
                 s.domains.push((id, ext));
             }
-            Object::Device(d) => s.devices.push((id, d.hwpt().map(|h| h.id))),
+            Object::HwptNested(h) => {
+                let mock = h
+                    .domain
+                    .as_any()
+                    .downcast_ref::<MockNestedDomain>()
+                    .expect("mock nested domain");
+                let iotlb = (0..4).filter_map(|i| mock.iotlb(i)).collect();
+                s.nested.push((id, h.parent.id, iotlb));
+            }
+            Object::Device(d) => s.devices.push((id, d.hwpt().map(|h| h.id()))),
             Object::Access(a) => s.accesses.push((id, a.ioas().map(|i| i.id), a.pinned())),
             Object::Selftest(_) => {}
         }
@@ -381,6 +398,53 @@ fn scenario() -> Vec<Step> {
             w.ctx
                 .test_mock_domain_replace(w.id("stdev A2"), w.id("hwpt A"))
                 .map(|_| ())
+        }),
+        step("hwpt alloc nesting parent on A", true, |w| {
+            let dev = w.ctx.get_mock_dev(w.id("stdev A2"))?.idev.id;
+            let id = w
+                .ctx
+                .hwpt_alloc(dev, w.id("A"), IOMMU_HWPT_ALLOC_NEST_PARENT, 0, 0, 0)?;
+            w.ids.insert("parent A", id);
+            Ok(())
+        }),
+        step("nested hwpt alloc on the parent", true, |w| {
+            let dev = w.ctx.get_mock_dev(w.id("stdev A2"))?.idev.id;
+            let data = w.scratch + 3 * PS;
+            w.space.write(data, &0xbadbeefu32.to_ne_bytes()).unwrap();
+            let id =
+                w.ctx
+                    .hwpt_alloc(dev, w.id("parent A"), 0, IOMMU_HWPT_DATA_SELFTEST, 4, data)?;
+            w.ids.insert("nested A", id);
+            Ok(())
+        }),
+        step("replace A2 -> nested A", false, |w| {
+            w.ctx
+                .test_mock_domain_replace(w.id("stdev A2"), w.id("nested A"))
+                .map(|_| ())
+        }),
+        step("invalidate nested A", false, |w| {
+            let entry = w.scratch + 3 * PS;
+            w.space.write(entry, &[1, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+            let (r, done) = w.ctx.hwpt_invalidate(
+                w.id("nested A"),
+                IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+                entry,
+                8,
+                1,
+            );
+            assert!(r.is_err() || done == 1);
+            r
+        }),
+        step("replace A2 -> hwpt A again", false, |w| {
+            w.ctx
+                .test_mock_domain_replace(w.id("stdev A2"), w.id("hwpt A"))
+                .map(|_| ())
+        }),
+        step("destroy nested A", false, |w| {
+            w.ctx.destroy(w.id("nested A"))
+        }),
+        step("destroy parent A", false, |w| {
+            w.ctx.destroy(w.id("parent A"))
         }),
         step("option HUGE_PAGES=0 on C", false, |w| {
             w.ctx

@@ -1771,7 +1771,7 @@ impl<'a> Harness<'a> {
                     let dev = self.ctx.get_mock_dev(*id).unwrap();
                     expect_eq!(
                         format!("stdev {id}"),
-                        (dev.idev.id, dev.idev.hwpt().map(|h| h.id)),
+                        (dev.idev.id, dev.idev.hwpt().map(|h| h.id())),
                         (s.idev, Some(s.hwpt))
                     );
                 }

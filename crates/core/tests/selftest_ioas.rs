@@ -5,10 +5,10 @@
 //! variant; the macro at the end makes one `#[test]` per variant, named
 //! `<variant>::<kernel test name>`.
 //!
-//! Not ported (features outside this issue, or real processes): `alloc_hwpt_nested`
-//! (HWPT_ALLOC, nested HWPTs, IOTLB invalidation, fault queues), `get_hw_info`
-//! (GET_HW_INFO), `fork_gone` and `fork_present` (a forked child's mm),
-//! `dmabuf_simple` and `dmabuf_revoke` (dma-buf, newer than 6.17). The EMSGSIZE
+//! Not ported here: `alloc_hwpt_nested` (in `selftest_nested.rs`, without its
+//! fault queues), `get_hw_info` (GET_HW_INFO), `fork_gone` and `fork_present` (a
+//! forked child's mm), `dmabuf_simple` and `dmabuf_revoke` (dma-buf, newer than
+//! 6.17). The EMSGSIZE
 //! halves of `iova_ranges` are the ABI's (the typed call returns every range).
 
 mod common;

@@ -9,8 +9,8 @@
 //! the macro at the end makes one `#[test]` per variant, named
 //! `<variant>::<kernel test name>`.
 //!
-//! `alloc_hwpt` covers the paging HWPTs of `IOMMU_HWPT_ALLOC` (nested ones come
-//! with the hardware-page-table work).
+//! `alloc_hwpt` covers the paging HWPTs of `IOMMU_HWPT_ALLOC`; nested ones are in
+//! `selftest_nested.rs`.
 
 mod common;
 

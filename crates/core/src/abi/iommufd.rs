@@ -58,6 +58,7 @@ pub static IOCTLS: &[IoctlOp] = &[
         iommu_hwpt_get_dirty_bitmap,
         data
     ),
+    op!(IOMMU_HWPT_INVALIDATE, iommu_hwpt_invalidate, __reserved),
     op!(
         IOMMU_HWPT_SET_DIRTY_TRACKING,
         iommu_hwpt_set_dirty_tracking,
@@ -107,6 +108,7 @@ fn test_op_name(op: u32) -> &'static str {
         IOMMU_TEST_OP_ACCESS_REPLACE_IOAS => "ACCESS_REPLACE_IOAS",
         IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS => "MOCK_DOMAIN_FLAGS",
         IOMMU_TEST_OP_DIRTY => "DIRTY",
+        IOMMU_TEST_OP_MD_CHECK_IOTLB => "MD_CHECK_IOTLB",
         _ => "?",
     }
 }
@@ -161,6 +163,7 @@ describe_debug!(
     iommu_hw_info,
     iommu_hwpt_alloc,
     iommu_hwpt_get_dirty_bitmap,
+    iommu_hwpt_invalidate,
     iommu_hwpt_set_dirty_tracking,
     iommu_ioas_alloc,
     iommu_ioas_allow_iovas,
@@ -200,6 +203,7 @@ impl Describe for iommu_test_cmd {
                 hex(&self.payload_as::<iommu_test_cmd_access_replace_ioas>())
             }
             IOMMU_TEST_OP_DIRTY => hex(&self.payload_as::<iommu_test_cmd_dirty>()),
+            IOMMU_TEST_OP_MD_CHECK_IOTLB => hex(&self.payload_as::<iommu_test_cmd_check_iotlb>()),
             _ => hex(&self.payload),
         };
         format!(
@@ -352,7 +356,14 @@ pub(super) fn ioctl(
             if c.__reserved != 0 {
                 return Err(Errno::EOPNOTSUPP);
             }
-            let id = ctx.hwpt_alloc(c.dev_id, c.pt_id, c.flags, c.data_type, c.data_len)?;
+            let id = ctx.hwpt_alloc(
+                c.dev_id,
+                c.pt_id,
+                c.flags,
+                c.data_type,
+                c.data_len,
+                c.data_uptr,
+            )?;
             c.out_hwpt_id = id;
             let ctx = ctx.clone();
             Ok(Reply::RespondOrUndo(Box::new(move || {
@@ -377,6 +388,7 @@ pub(super) fn ioctl(
             ctx.hwpt_get_dirty_bitmap(c.hwpt_id, c.iova, c.length, c.page_size, no_clear, c.data)?;
             Ok(Reply::None)
         }),
+        IOMMU_HWPT_INVALIDATE => hwpt_invalidate(&u, ctx, min, t),
         IOMMU_IOAS_IOVA_RANGES => iova_ranges(&u, ctx, min, t),
         IOMMU_IOAS_ALLOW_IOVAS => run(&u, min, t, |c: &mut iommu_ioas_allow_iovas| {
             if c.__reserved != 0 {
@@ -480,6 +492,39 @@ pub(super) fn ioctl(
         }
         _ => Err(Errno::ENOTTY),
     }
+}
+
+/// `IOMMU_HWPT_INVALIDATE`: `entry_num` is written back as the number of
+/// requests handled whatever the result, as the kernel does; a failed write-back
+/// is EFAULT.
+fn hwpt_invalidate(
+    u: &Ucmd,
+    ctx: &Iommufd,
+    min: usize,
+    trace: &mut Option<&mut Trace>,
+) -> Result<i32, Errno> {
+    let mut c: iommu_hwpt_invalidate = u.read(min)?;
+    if let Some(t) = trace.as_deref_mut() {
+        t.input = c.describe();
+    }
+    let (result, done) = if c.__reserved != 0 {
+        (Err(Errno::EOPNOTSUPP), 0)
+    } else {
+        let (r, done) = ctx.hwpt_invalidate(
+            c.hwpt_id,
+            c.data_type,
+            c.data_uptr,
+            c.entry_len,
+            c.entry_num,
+        );
+        (r.map_err(Errno::from), done)
+    };
+    c.entry_num = done;
+    u.respond(&c)?;
+    if let Some(t) = trace.as_deref_mut() {
+        t.output = c.describe();
+    }
+    result.map(|()| 0)
 }
 
 /// `IOMMU_IOAS_IOVA_RANGES`: the ranges are written as far as the caller's array
@@ -624,6 +669,11 @@ fn test_cmd(env: &dyn Env, ctx: &Iommufd, c: &mut iommu_test_cmd) -> Result<Repl
             c.payload_mut::<iommu_test_cmd_dirty>().out_nr_dirty = n;
             Ok(Reply::Respond)
         }
+        IOMMU_TEST_OP_MD_CHECK_IOTLB => {
+            let p: iommu_test_cmd_check_iotlb = c.payload_as();
+            ctx.test_md_check_iotlb(c.id, p.id, p.iotlb)?;
+            Ok(Reply::None)
+        }
         _ => Err(Errno::EOPNOTSUPP),
     }
 }
@@ -640,6 +690,7 @@ mod tests {
         assert_eq!(min(IOMMU_HWPT_ALLOC), 24);
         assert_eq!(min(IOMMU_HWPT_SET_DIRTY_TRACKING), 16);
         assert_eq!(min(IOMMU_HWPT_GET_DIRTY_BITMAP), 48);
+        assert_eq!(min(IOMMU_HWPT_INVALIDATE), 32);
         assert_eq!(min(IOMMU_GET_HW_INFO), 32);
         assert_eq!(min(IOMMU_IOAS_ALLOW_IOVAS), 24);
         assert_eq!(min(IOMMU_IOAS_COPY), 40);
@@ -682,6 +733,22 @@ mod tests {
     #[test]
     fn test_op_names() {
         assert_eq!(test_op_name(IOMMU_TEST_OP_MOCK_DOMAIN), "MOCK_DOMAIN");
+        assert_eq!(test_op_name(IOMMU_TEST_OP_MD_CHECK_IOTLB), "MD_CHECK_IOTLB");
         assert_eq!(test_op_name(999), "?");
+        let c = iommu_test_cmd::new(
+            3,
+            &iommu_test_cmd_check_iotlb {
+                id: 2,
+                iotlb: 0xbadbeef,
+            },
+        );
+        assert_eq!(
+            c.describe(),
+            "{ size: 72, op: MD_CHECK_IOTLB, id: 3, iommu_test_cmd_check_iotlb { id: 2, iotlb: 0xbadbeef } }"
+        );
+        assert_eq!(
+            command_name(IOMMU_HWPT_INVALIDATE),
+            Some("IOMMU_HWPT_INVALIDATE")
+        );
     }
 }

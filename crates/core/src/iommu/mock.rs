@@ -22,16 +22,27 @@
 //! small pages one by one (coalesced into runs) and a huge IOPTE as its whole
 //! 1 MiB when any IO page in it is dirty, as the kernel's mock does. Lock order:
 //! `extents`, then `dirty`.
+//!
+//! Nested domains ([`MockNestedDomain`]): the kernel's mock keeps no stage-1
+//! table, only a 4-entry "IOTLB" that nested allocation fills with the user's
+//! `iotlb` value and `IOMMU_HWPT_INVALIDATE` zeroes entry by entry, so that the
+//! selftest's `MD_CHECK_IOTLB` can see which requests arrived. Any mock device
+//! can attach to one (it has no dirty tracking).
 
-use super::{pick_pgsize, Device, Domain, Driver, PagingFlags};
+use super::{
+    pick_pgsize, Device, Domain, Driver, NestedDomain, PagingFlags, UserData, UserDataArray,
+};
 use crate::error::{Error, Result};
 use crate::inject;
 use crate::mem::PAGE_SIZE;
 use crate::range::{IovaRange, RangeMap};
-use softiommu_uapi::iommufd::IOMMU_HW_INFO_TYPE_DEFAULT;
+use softiommu_uapi::iommufd::{IOMMU_HWPT_ALLOC_PASID, IOMMU_HW_INFO_TYPE_DEFAULT};
 use softiommu_uapi::test::{
-    iommu_test_hw_info, IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST,
-    MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_PASID_WIDTH,
+    iommu_hwpt_invalidate_selftest, iommu_hwpt_selftest, iommu_test_hw_info,
+    IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL,
+    IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_TEST_INVALIDATE_FLAG_ALL, MOCK_APERTURE_LAST,
+    MOCK_APERTURE_START, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_NESTED_DOMAIN_IOTLB_NUM,
+    MOCK_PASID_WIDTH,
 };
 use softiommu_uapi::Errno;
 use std::any::Any;
@@ -108,6 +119,97 @@ impl Driver for MockDriver {
             return Err(Error::Invalid("device cannot track dirty pages"));
         }
         Ok(())
+    }
+
+    fn domain_alloc_nested(
+        &self,
+        _dev: &Device,
+        parent: &dyn Domain,
+        flags: u32,
+        data: &UserData<'_>,
+    ) -> Result<Arc<dyn NestedDomain>> {
+        if flags & !IOMMU_HWPT_ALLOC_PASID != 0 {
+            return Err(Error::NotSupported("nested mock domain flags"));
+        }
+        if data.data_type != IOMMU_HWPT_DATA_SELFTEST {
+            return Err(Error::NotSupported("nested mock domain data type"));
+        }
+        if parent.as_any().downcast_ref::<MockDomain>().is_none() {
+            return Err(Error::Invalid("parent is not a mock domain"));
+        }
+        // `iotlb` was the struct's only field at first.
+        let min_len = std::mem::offset_of!(iommu_hwpt_selftest, iotlb) + 4;
+        let cfg: iommu_hwpt_selftest = data.copy_struct(IOMMU_HWPT_DATA_SELFTEST, min_len)?;
+        inject::point("mock nested domain alloc")?;
+        Ok(Arc::new(MockNestedDomain {
+            iotlb: Mutex::new([cfg.iotlb; MOCK_NESTED_DOMAIN_IOTLB_NUM as usize]),
+            flags,
+        }))
+    }
+
+    fn attach_check_nested(&self, domain: &dyn NestedDomain, _dev: &Device) -> Result<()> {
+        if domain.as_any().downcast_ref::<MockNestedDomain>().is_none() {
+            return Err(Error::Invalid("not a mock nested domain"));
+        }
+        Ok(())
+    }
+}
+
+/// A mock nested domain: only its IOTLB is modelled.
+#[derive(Debug)]
+pub struct MockNestedDomain {
+    /// The IOTLB entries, as allocation and invalidation left them.
+    iotlb: Mutex<[u32; MOCK_NESTED_DOMAIN_IOTLB_NUM as usize]>,
+    flags: u32,
+}
+
+impl MockNestedDomain {
+    /// The IOTLB entry `index`, if there is one.
+    pub fn iotlb(&self, index: u32) -> Option<u32> {
+        let iotlb = self.iotlb.lock().expect("mock nested domain poisoned");
+        iotlb.get(index as usize).copied()
+    }
+
+    /// The `IOMMU_HWPT_ALLOC_*` flags it was allocated with.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+}
+
+impl NestedDomain for MockNestedDomain {
+    fn cache_invalidate_user(&self, array: &mut UserDataArray<'_>) -> Result<()> {
+        let mut processed = 0;
+        let result = (|| {
+            if array.data_type != IOMMU_HWPT_INVALIDATE_DATA_SELFTEST {
+                return Err(Error::Invalid("invalidation data type"));
+            }
+            // `iotlb_id` is the last field of the original entry.
+            let min_len = std::mem::size_of::<iommu_hwpt_invalidate_selftest>();
+            for i in 0..array.entry_num {
+                let inv: iommu_hwpt_invalidate_selftest =
+                    array.copy_entry(IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, i, min_len)?;
+                if inv.flags & !IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                    return Err(Error::NotSupported("invalidation flags"));
+                }
+                if inv.iotlb_id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX {
+                    return Err(Error::Invalid("IOTLB index"));
+                }
+                let mut iotlb = self.iotlb.lock().expect("mock nested domain poisoned");
+                if inv.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                    *iotlb = [0; MOCK_NESTED_DOMAIN_IOTLB_NUM as usize];
+                } else {
+                    iotlb[inv.iotlb_id as usize] = 0;
+                }
+                processed += 1;
+            }
+            Ok(())
+        })();
+        array.entry_num = processed;
+        result
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

@@ -8,15 +8,24 @@
 //! selftest do, through [`Domain::as_any`], as the kernel's `selftest.c` reaches into
 //! its own mock domain.
 //!
+//! A driver may also make *nested* domains ([`NestedDomain`]): a stage-1 table
+//! the user owns, translated through a paging parent the driver allocated with
+//! [`PagingFlags::nest_parent`]. The core never walks them; it hands the driver
+//! the user's configuration ([`UserData`]) and invalidation requests
+//! ([`UserDataArray`]) as the kernel's `iommu_user_data{,_array}`, and the copy
+//! helpers apply the kernel's `iommu_copy_struct_from_user{,_array}` rules.
+//!
 //! Drivers: [`mock`], the kernel selftest's mock IOMMU.
 
 pub mod mock;
 
 use crate::error::{Error, Result};
+use crate::mem::AddressSpace;
 use crate::range::IovaRange;
 use std::any::Any;
 use std::fmt::Debug;
 use std::sync::Arc;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// DMA may read through the mapping (`IOMMU_READ`).
 pub const IOMMU_READ: u32 = 1 << 0;
@@ -87,6 +96,116 @@ pub trait Domain: Send + Sync + Debug {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// A nested (user-managed, stage-1) IO page table on a paging parent.
+pub trait NestedDomain: Send + Sync + Debug {
+    /// Invalidates the domain's caches as the user's requests in `array` say
+    /// (the kernel's `cache_invalidate_user`). Sets `array.entry_num` to the
+    /// number of requests handled, also when one fails.
+    fn cache_invalidate_user(&self, array: &mut UserDataArray<'_>) -> Result<()>;
+
+    /// For drivers' and checks' own downcasts.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Driver-specific data in user memory (the kernel's `iommu_user_data`).
+#[derive(Clone, Copy)]
+pub struct UserData<'a> {
+    /// The `IOMMU_HWPT_DATA_*` type the user says the data has.
+    pub data_type: u32,
+    /// Where the data is in the caller's memory.
+    pub uptr: u64,
+    /// Its length in bytes.
+    pub len: u32,
+    /// The caller's memory.
+    pub mem: &'a dyn AddressSpace,
+}
+
+impl Debug for UserData<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserData")
+            .field("data_type", &self.data_type)
+            .field("uptr", &self.uptr)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl UserData<'_> {
+    /// Reads the data as `T` of type `data_type` (the kernel's
+    /// `iommu_copy_struct_from_user`): EINVAL for another type, for a length
+    /// below `min_len` (the end of `T`'s original last field) or above
+    /// `size_of::<T>()`; a shorter length is zero-extended; EFAULT for memory
+    /// that cannot be read.
+    pub fn copy_struct<T: FromBytes + IntoBytes + Default>(
+        &self,
+        data_type: u32,
+        min_len: usize,
+    ) -> Result<T> {
+        if self.data_type != data_type {
+            return Err(Error::Invalid("user data type"));
+        }
+        let len = self.len as usize;
+        if len < min_len || len > std::mem::size_of::<T>() {
+            return Err(Error::Invalid("user data length"));
+        }
+        let mut out = T::default();
+        self.mem.read(self.uptr, &mut out.as_mut_bytes()[..len])?;
+        Ok(out)
+    }
+}
+
+/// An array of driver-specific entries in user memory (the kernel's
+/// `iommu_user_data_array`).
+pub struct UserDataArray<'a> {
+    /// The type of the entries.
+    pub data_type: u32,
+    /// Where the first entry is in the caller's memory.
+    pub uptr: u64,
+    /// The size of one entry as the user lays them out.
+    pub entry_len: u32,
+    /// In: the number of entries; out: the number handled.
+    pub entry_num: u32,
+    /// The caller's memory.
+    pub mem: &'a dyn AddressSpace,
+}
+
+impl Debug for UserDataArray<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDataArray")
+            .field("data_type", &self.data_type)
+            .field("uptr", &self.uptr)
+            .field("entry_len", &self.entry_len)
+            .field("entry_num", &self.entry_num)
+            .finish()
+    }
+}
+
+impl UserDataArray<'_> {
+    /// Reads entry `index` as `T` of type `data_type`, under the rules of
+    /// [`UserData::copy_struct`] with `entry_len` as the length (the kernel's
+    /// `iommu_copy_struct_from_user_array`). EINVAL past `entry_num`.
+    pub fn copy_entry<T: FromBytes + IntoBytes + Default>(
+        &self,
+        data_type: u32,
+        index: u32,
+        min_len: usize,
+    ) -> Result<T> {
+        if index >= self.entry_num {
+            return Err(Error::Invalid("entry index"));
+        }
+        let uptr = self
+            .uptr
+            .wrapping_add(u64::from(self.entry_len) * u64::from(index));
+        UserData {
+            data_type: self.data_type,
+            uptr,
+            len: self.entry_len,
+            mem: self.mem,
+        }
+        .copy_struct(data_type, min_len)
+    }
+}
+
 /// A device behind an IOMMU.
 #[derive(Debug)]
 pub struct Device {
@@ -106,6 +225,26 @@ pub trait Driver: Send + Sync + Debug {
     /// Checks that `dev` can be attached to `domain`; EINVAL when it cannot (so a
     /// caller can try another domain).
     fn attach_check(&self, domain: &dyn Domain, dev: &Device) -> Result<()>;
+
+    /// Allocates a nested domain for `dev` on `parent`, a paging domain of this
+    /// driver allocated as a nesting parent, configured by the user's `data`.
+    /// `flags` are the `IOMMU_HWPT_ALLOC_*` flags that reach the driver.
+    /// EOPNOTSUPP when the driver cannot nest (the default).
+    fn domain_alloc_nested(
+        &self,
+        _dev: &Device,
+        _parent: &dyn Domain,
+        _flags: u32,
+        _data: &UserData<'_>,
+    ) -> Result<Arc<dyn NestedDomain>> {
+        Err(Error::NotSupported("driver cannot nest domains"))
+    }
+
+    /// Checks that `dev` can be attached to the nested `domain`; EINVAL when it
+    /// cannot (the default: no nested domain is this driver's).
+    fn attach_check_nested(&self, _domain: &dyn NestedDomain, _dev: &Device) -> Result<()> {
+        Err(Error::Invalid("not this driver's nested domain"))
+    }
 
     /// The driver's hardware information for `dev` in the format `in_type`
     /// (`IOMMU_HW_INFO_TYPE_DEFAULT`: the driver's own): its type and bytes.

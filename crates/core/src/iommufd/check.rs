@@ -2,8 +2,11 @@
 //!
 //! Tests call [`check`] after every operation. It recomputes from first
 //! principles what the structures should hold and compares:
-//! - object users: each IOAS is used by its HWPTs and accesses, each HWPT by its
-//!   attached devices, each selftest device's idev by the selftest object;
+//! - object users: each IOAS is used by its paging HWPTs and accesses, each
+//!   nesting parent by its nested HWPTs, each HWPT by its attached devices, each
+//!   selftest device's idev by the selftest object;
+//! - each nested HWPT's parent is a published, explicitly allocated nesting
+//!   parent, and each attached device's HWPT is the one published under its ID;
 //! - each IOAS: areas clear of reserved ranges and aligned; the alignment is what
 //!   its domains and accesses need; each domain's outside-aperture reservations
 //!   exist; its domains are exactly its HWPTs' domains;
@@ -15,6 +18,7 @@
 //! - optionally, a pin table counts exactly the pins of the context's pages.
 
 use super::context::{Iommufd, Object};
+use super::hw_pagetable::Hwpt;
 use super::io_pagetable::{domain_key, ReservedOwner};
 use super::pages::Pages;
 use crate::iommu::mock::{MockDomain, MOCK_IO_PAGE_SIZE};
@@ -84,9 +88,37 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                 ensure!(h.id == *id, "HWPT {} filed under {}", h.id, id);
                 hwpts.push(h.clone());
             }
+            Object::HwptNested(h) => {
+                *expect_users.entry(h.parent.id).or_default() += 1;
+                ensure!(h.id == *id, "nested HWPT {} filed under {}", h.id, id);
+                let parent_ok = matches!(
+                    objects.iter().find(|(pid, ..)| *pid == h.parent.id),
+                    Some((_, Object::HwptPaging(p), _)) if Arc::ptr_eq(p, &h.parent)
+                );
+                ensure!(
+                    parent_ok && h.parent.flags.nest_parent && !h.parent.auto_domain,
+                    "nested HWPT {}: parent {} is not a published nesting parent",
+                    h.id,
+                    h.parent.id
+                );
+            }
             Object::Device(d) => {
                 if let Some(h) = d.hwpt() {
-                    *expect_users.entry(h.id).or_default() += 1;
+                    *expect_users.entry(h.id()).or_default() += 1;
+                    let published = objects.iter().any(|(hid, o, _)| {
+                        *hid == h.id()
+                            && match (o, &h) {
+                                (Object::HwptPaging(a), Hwpt::Paging(b)) => Arc::ptr_eq(a, b),
+                                (Object::HwptNested(a), Hwpt::Nested(b)) => Arc::ptr_eq(a, b),
+                                _ => false,
+                            }
+                    });
+                    ensure!(
+                        published,
+                        "device {} attached to HWPT {} that is not in the table",
+                        d.id,
+                        h.id()
+                    );
                 }
             }
             Object::Access(a) => {

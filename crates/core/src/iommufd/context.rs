@@ -5,7 +5,7 @@
 //! takes an ID that lookups cannot see, [`Table::finalize`] publishes the object,
 //! [`Table::abort`] gives the ID back — so a creation that fails half-way leaves
 //! nothing. Each entry counts its *users*: other objects that depend on it (a HWPT
-//! on its IOAS, a device on its HWPT, an access on its IOAS). `destroy` refuses with
+//! on its IOAS, a nested HWPT on its parent, a device on its HWPT, an access on its IOAS). `destroy` refuses with
 //! EBUSY while there are users.
 //!
 //! Closing the context — dropping the last [`Iommufd`] handle and every handle that
@@ -17,7 +17,7 @@
 //! attach lock → an IOAS's page table → a `Pages` → the pin table / a domain.
 
 use super::device::{Access, IommufdDevice};
-use super::hw_pagetable::HwptPaging;
+use super::hw_pagetable::{HwptNested, HwptPaging};
 use super::ioas::Ioas;
 use super::selftest::MockDev;
 use crate::error::{Error, Result};
@@ -33,6 +33,8 @@ pub enum Object {
     Ioas(Arc<Ioas>),
     /// A paging hardware page table.
     HwptPaging(Arc<HwptPaging>),
+    /// A nested hardware page table.
+    HwptNested(Arc<HwptNested>),
     /// A device bound to the context.
     Device(Arc<IommufdDevice>),
     /// An access (an emulated device's window on an IOAS).
@@ -47,6 +49,7 @@ impl Object {
         match self {
             Object::Ioas(_) => "IOAS",
             Object::HwptPaging(_) => "HWPT_PAGING",
+            Object::HwptNested(_) => "HWPT_NESTED",
             Object::Device(_) => "DEVICE",
             Object::Access(_) => "ACCESS",
             Object::Selftest(_) => "SELFTEST",
@@ -260,6 +263,14 @@ impl Iommufd {
         }
     }
 
+    /// Looks up the nested HWPT `id`.
+    pub fn get_hwpt_nested(&self, id: u32) -> Result<Arc<HwptNested>> {
+        match self.table().get(id) {
+            Some(Object::HwptNested(h)) => Ok(h.clone()),
+            _ => Err(Error::NoObject { id }),
+        }
+    }
+
     /// Looks up the selftest mock device `id`.
     pub fn get_mock_dev(&self, id: u32) -> Result<Arc<MockDev>> {
         match self.table().get(id) {
@@ -292,6 +303,7 @@ impl CtxInner {
         match obj {
             Object::Ioas(ioas) => ioas.destroy(),
             Object::HwptPaging(hwpt) => hwpt.destroy(self),
+            Object::HwptNested(hwpt) => hwpt.destroy(self),
             Object::Device(idev) => idev.destroy(self),
             Object::Access(access) => access.destroy(self),
             Object::Selftest(mock) => mock.destroy(self),

@@ -3,7 +3,8 @@
 //! An [`IommufdDevice`] is a device bound to a context. Attaching it to an IOAS
 //! finds, or makes, an automatic paging HWPT of that IOAS the device is compatible
 //! with (the driver says EINVAL for an incompatible domain, and the search moves
-//! on); attaching it to a HWPT uses that one. Replace moves an attached device to
+//! on); attaching it to a paging or nested HWPT uses that one, if the driver
+//! accepts the device there. Replace moves an attached device to
 //! another HWPT or IOAS without a window where it is detached; detach drops it.
 //!
 //! An [`Access`] is how an emulated device (an mdev, a vIOMMU's software queue,
@@ -16,7 +17,7 @@
 //! callback is called with no IOAS lock held.
 
 use super::context::{CtxInner, Iommufd, Object};
-use super::hw_pagetable::HwptPaging;
+use super::hw_pagetable::{Hwpt, HwptPaging};
 use super::ioas::Ioas;
 use crate::error::{Error, Result};
 use crate::iommu::{Device, PagingFlags, IOMMU_WRITE};
@@ -33,12 +34,12 @@ pub struct IommufdDevice {
     /// The device.
     pub dev: Arc<Device>,
     /// The HWPT the device is attached to.
-    hwpt: Mutex<Option<Arc<HwptPaging>>>,
+    hwpt: Mutex<Option<Hwpt>>,
 }
 
 impl IommufdDevice {
     /// The HWPT the device is attached to.
-    pub fn hwpt(&self) -> Option<Arc<HwptPaging>> {
+    pub fn hwpt(&self) -> Option<Hwpt> {
         self.hwpt.lock().expect("device lock poisoned").clone()
     }
 
@@ -96,17 +97,24 @@ impl Iommufd {
     }
 
     /// Finds the HWPT `pt_id` names for `idev` and counts `idev` as its user: a
-    /// paging HWPT the device is compatible with, or for an IOAS a compatible
-    /// automatic HWPT, made when there is none.
-    fn attach_target(&self, idev: &IommufdDevice, pt_id: u32) -> Result<Arc<HwptPaging>> {
+    /// paging or nested HWPT the device is compatible with, or for an IOAS a
+    /// compatible automatic HWPT, made when there is none.
+    fn attach_target(&self, idev: &IommufdDevice, pt_id: u32) -> Result<Hwpt> {
         let obj = self.table().get(pt_id).cloned();
         match obj {
             Some(Object::HwptPaging(hwpt)) => {
                 idev.dev.driver.attach_check(&*hwpt.domain, &idev.dev)?;
                 self.table().add_user(hwpt.id);
-                Ok(hwpt)
+                Ok(Hwpt::Paging(hwpt))
             }
-            Some(Object::Ioas(ioas)) => self.auto_domain(idev, &ioas),
+            Some(Object::HwptNested(hwpt)) => {
+                idev.dev
+                    .driver
+                    .attach_check_nested(&*hwpt.domain, &idev.dev)?;
+                self.table().add_user(hwpt.id);
+                Ok(Hwpt::Nested(hwpt))
+            }
+            Some(Object::Ioas(ioas)) => self.auto_domain(idev, &ioas).map(Hwpt::Paging),
             Some(_) => Err(Error::Invalid("not an IOAS or a HWPT")),
             None => Err(Error::NoObject { id: pt_id }),
         }
@@ -141,7 +149,7 @@ impl Iommufd {
             return Err(Error::Invalid("device already attached"));
         }
         let hwpt = self.attach_target(idev, pt_id)?;
-        let id = hwpt.id;
+        let id = hwpt.id();
         *cur = Some(hwpt);
         Ok(id)
     }
@@ -154,7 +162,7 @@ impl Iommufd {
             return Err(Error::Invalid("device not attached"));
         };
         let new = self.attach_target(idev, pt_id)?;
-        let id = new.id;
+        let id = new.id();
         *cur = Some(new);
         drop(cur);
         self.inner.hwpt_put(&old);

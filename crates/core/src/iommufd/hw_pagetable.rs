@@ -2,12 +2,18 @@
 //!
 //! A paging HWPT wraps a driver's domain that is loaded from an IOAS: every area of
 //! the IOAS is mapped in it while it lives. It is made either explicitly
-//! (`IOMMU_HWPT_ALLOC`, a later issue) or automatically when a device is attached to
+//! (`IOMMU_HWPT_ALLOC`) or automatically when a device is attached to
 //! an IOAS and no existing automatic HWPT of that IOAS is compatible with the
 //! device. An automatic HWPT goes away with its last device.
 //!
-//! Users: a HWPT is a user of its IOAS for its whole life; each attached device is
-//! a user of the HWPT.
+//! A nested HWPT (`IOMMU_HWPT_ALLOC` on a paging HWPT allocated with
+//! `NEST_PARENT`) wraps a driver's nested domain: a stage-1 table the user owns,
+//! translated through its parent. It has no IOAS of its own and maps nothing; the
+//! user tells the driver what changed with `IOMMU_HWPT_INVALIDATE`.
+//!
+//! Users: a paging HWPT is a user of its IOAS for its whole life, a nested HWPT
+//! of its parent; each attached device is a user of its HWPT. So a parent cannot
+//! be destroyed while a nested HWPT on it exists (EBUSY).
 //!
 //! Dirty tracking (`IOMMU_HWPT_SET_DIRTY_TRACKING`, `IOMMU_HWPT_GET_DIRTY_BITMAP`)
 //! is the domain's business; the HWPT finds the domain and its IOAS, and the IO
@@ -19,7 +25,7 @@ use super::context::{CtxInner, Iommufd, Object};
 use super::ioas::Ioas;
 use super::iova_bitmap::IovaBitmap;
 use crate::error::{Error, Result};
-use crate::iommu::{Device, Domain, PagingFlags};
+use crate::iommu::{Device, Domain, NestedDomain, PagingFlags, UserData, UserDataArray};
 use crate::range::IovaRange;
 use softiommu_uapi::iommufd::{
     IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID,
@@ -40,6 +46,44 @@ pub struct HwptPaging {
     pub auto_domain: bool,
     /// The flags it was allocated with.
     pub flags: PagingFlags,
+}
+
+/// A nested hardware page table.
+#[derive(Debug)]
+pub struct HwptNested {
+    /// The object ID.
+    pub id: u32,
+    /// The nesting parent it translates through.
+    pub parent: Arc<HwptPaging>,
+    /// The driver's nested domain.
+    pub domain: Arc<dyn NestedDomain>,
+    /// The `IOMMU_HWPT_ALLOC_*` flags it was allocated with.
+    pub flags: u32,
+}
+
+impl HwptNested {
+    pub(crate) fn destroy(&self, ctx: &CtxInner) {
+        ctx.table().remove_user(self.parent.id);
+    }
+}
+
+/// A HWPT a device can be attached to.
+#[derive(Clone, Debug)]
+pub enum Hwpt {
+    /// A paging HWPT.
+    Paging(Arc<HwptPaging>),
+    /// A nested HWPT.
+    Nested(Arc<HwptNested>),
+}
+
+impl Hwpt {
+    /// The object ID.
+    pub fn id(&self) -> u32 {
+        match self {
+            Hwpt::Paging(h) => h.id,
+            Hwpt::Nested(h) => h.id,
+        }
+    }
 }
 
 impl HwptPaging {
@@ -103,11 +147,16 @@ const PAGING_FLAGS: u32 = IOMMU_HWPT_ALLOC_NEST_PARENT
     | IOMMU_HWPT_FAULT_ID_VALID
     | IOMMU_HWPT_ALLOC_PASID;
 
+/// `IOMMU_HWPT_ALLOC` flags a nested HWPT accepts (the fault flag stays with the
+/// core; the rest reaches the driver).
+const NESTED_FLAGS: u32 = IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
+
 impl Iommufd {
     /// `IOMMU_HWPT_ALLOC`: a HWPT for the device `dev_id` on `pt_id`. For an IOAS
-    /// that is a paging HWPT loaded from it (nothing is attached); nested HWPTs
-    /// on a paging parent are not modelled yet (EOPNOTSUPP). `data_type` and
-    /// `data_len` describe driver data; the paging domains of the mock take none.
+    /// that is a paging HWPT loaded from it (nothing is attached); for a paging
+    /// HWPT allocated as a nesting parent, a nested HWPT configured by the
+    /// driver data of type `data_type` at `data_uptr` (`data_len` bytes). EINVAL
+    /// for a `pt_id` that names neither.
     pub fn hwpt_alloc(
         &self,
         dev_id: u32,
@@ -115,6 +164,7 @@ impl Iommufd {
         flags: u32,
         data_type: u32,
         data_len: u32,
+        data_uptr: u64,
     ) -> Result<u32> {
         if (data_type == IOMMU_HWPT_DATA_NONE) != (data_len == 0) {
             return Err(Error::Invalid("data type and length disagree"));
@@ -126,9 +176,19 @@ impl Iommufd {
         let pt = self.table().get(pt_id).cloned();
         let ioas = match pt {
             Some(Object::Ioas(ioas)) => ioas,
-            Some(Object::HwptPaging(_)) => return Err(Error::NotSupported("nested HWPTs")),
-            Some(_) => return Err(Error::Invalid("not an IOAS or a HWPT")),
-            None => return Err(Error::NoObject { id: pt_id }),
+            Some(Object::HwptPaging(parent)) => {
+                let space = self.process().space.clone();
+                let data = UserData {
+                    data_type,
+                    uptr: data_uptr,
+                    len: data_len,
+                    mem: &*space,
+                };
+                return self
+                    .hwpt_nested_alloc(&idev.dev, &parent, flags, &data)
+                    .map(|h| h.id);
+            }
+            _ => return Err(Error::Invalid("not an IOAS or a HWPT")),
         };
         if flags & !PAGING_FLAGS != 0 {
             return Err(Error::NotSupported("HWPT flags"));
@@ -152,6 +212,88 @@ impl Iommufd {
         let hwpt = self.hwpt_paging_alloc(&ioas, &idev.dev, paging, false)?;
         list.push(Arc::downgrade(&hwpt));
         Ok(hwpt.id)
+    }
+
+    /// A nested HWPT on `parent` for `dev`, published with `parent` counting it
+    /// as a user. EOPNOTSUPP for flags other than PASID (and the fault flag) or
+    /// no driver data; EINVAL unless `parent` was allocated explicitly as a
+    /// nesting parent by `dev`'s driver.
+    fn hwpt_nested_alloc(
+        &self,
+        dev: &Device,
+        parent: &Arc<HwptPaging>,
+        flags: u32,
+        data: &UserData<'_>,
+    ) -> Result<Arc<HwptNested>> {
+        if flags & !NESTED_FLAGS != 0 || data.len == 0 {
+            return Err(Error::NotSupported("nested HWPT flags or data"));
+        }
+        if parent.auto_domain || !parent.flags.nest_parent {
+            return Err(Error::Invalid("parent is not a nesting parent"));
+        }
+        let id = self.table().reserve()?;
+        let result = (|| {
+            let driver_flags = flags & !IOMMU_HWPT_FAULT_ID_VALID;
+            let domain =
+                dev.driver
+                    .domain_alloc_nested(dev, &*parent.domain, driver_flags, data)?;
+            if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
+                // No fault queue object exists yet, so no fault_id can name one.
+                return Err(Error::NoObject { id: 0 });
+            }
+            Ok(Arc::new(HwptNested {
+                id,
+                parent: parent.clone(),
+                domain,
+                flags,
+            }))
+        })();
+        let mut t = self.table();
+        match result {
+            Ok(hwpt) => {
+                t.add_user(parent.id);
+                t.finalize(id, Object::HwptNested(hwpt.clone()));
+                Ok(hwpt)
+            }
+            Err(e) => {
+                t.abort(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// `IOMMU_HWPT_INVALIDATE`: hands the `entry_num` requests of type
+    /// `data_type`, `entry_len` bytes each at `data_uptr`, to the driver of the
+    /// nested HWPT `hwpt_id`. Returns the result and the number of requests
+    /// handled, which the caller reports also on failure. EINVAL for requests
+    /// without a pointer or length, or an object that is not a nested HWPT;
+    /// ENOENT for no object.
+    pub fn hwpt_invalidate(
+        &self,
+        hwpt_id: u32,
+        data_type: u32,
+        data_uptr: u64,
+        entry_len: u32,
+        entry_num: u32,
+    ) -> (Result<()>, u32) {
+        if entry_num != 0 && (data_uptr == 0 || entry_len == 0) {
+            return (Err(Error::Invalid("invalidation array")), 0);
+        }
+        let hwpt = match self.table().get(hwpt_id) {
+            Some(Object::HwptNested(h)) => h.clone(),
+            Some(_) => return (Err(Error::Invalid("not a nested HWPT")), 0),
+            None => return (Err(Error::NoObject { id: hwpt_id }), 0),
+        };
+        let space = self.process().space.clone();
+        let mut array = UserDataArray {
+            data_type,
+            uptr: data_uptr,
+            entry_len,
+            entry_num,
+            mem: &*space,
+        };
+        let result = hwpt.domain.cache_invalidate_user(&mut array);
+        (result, array.entry_num)
     }
 }
 
@@ -196,12 +338,13 @@ impl Iommufd {
 
 impl CtxInner {
     /// Drops a device's use of `hwpt`; an automatic HWPT goes with its last device.
-    pub(crate) fn hwpt_put(&self, hwpt: &Arc<HwptPaging>) {
+    pub(crate) fn hwpt_put(&self, hwpt: &Hwpt) {
         let removed = {
             let mut t = self.table();
-            t.remove_user(hwpt.id);
-            if hwpt.auto_domain && t.users(hwpt.id) == 0 {
-                t.remove(hwpt.id).ok()
+            t.remove_user(hwpt.id());
+            let auto = matches!(hwpt, Hwpt::Paging(h) if h.auto_domain);
+            if auto && t.users(hwpt.id()) == 0 {
+                t.remove(hwpt.id()).ok()
             } else {
                 None
             }

@@ -19,6 +19,6 @@ pub mod selftest;
 
 pub use context::{Iommufd, Object};
 pub use device::{Access, AccessOps, HwInfo, IommufdDevice};
-pub use hw_pagetable::HwptPaging;
+pub use hw_pagetable::{Hwpt, HwptNested, HwptPaging};
 pub use ioas::{Ioas, IovaRanges, MapFlags};
 pub use selftest::{AccessHandle, MockDomainIds};

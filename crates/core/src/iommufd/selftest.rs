@@ -10,7 +10,9 @@
 use super::context::{CtxInner, Iommufd, Object};
 use super::device::{Access, AccessOps, IommufdDevice};
 use crate::error::{Error, Result};
-use crate::iommu::mock::{MockDomain, MockDriver, MOCK_FLAGS_DEVICE_ALL, MOCK_IO_PAGE_SIZE};
+use crate::iommu::mock::{
+    MockDomain, MockDriver, MockNestedDomain, MOCK_FLAGS_DEVICE_ALL, MOCK_IO_PAGE_SIZE,
+};
 use crate::iommu::Device;
 use crate::mem::{FrameRun, PAGE_SIZE};
 use softiommu_uapi::Errno;
@@ -317,6 +319,26 @@ impl Iommufd {
                 });
             }
             at += MOCK_IO_PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// `MD_CHECK_IOTLB`: checks that entry `iotlb_id` of the IOTLB of the mock
+    /// nested HWPT `hwpt_id` holds `iotlb`. ENOENT when `hwpt_id` is not a nested
+    /// HWPT; EINVAL for another driver's domain, an index past the last entry
+    /// or a mismatch.
+    pub fn test_md_check_iotlb(&self, hwpt_id: u32, iotlb_id: u32, iotlb: u32) -> Result<()> {
+        let hwpt = self.get_hwpt_nested(hwpt_id)?;
+        let mock = hwpt
+            .domain
+            .as_any()
+            .downcast_ref::<MockNestedDomain>()
+            .ok_or(Error::Invalid("not a mock nested domain"))?;
+        if mock.iotlb(iotlb_id) != Some(iotlb) {
+            return Err(Error::Check {
+                what: "mock nested IOTLB entry differs",
+                errno: Errno::EINVAL,
+            });
         }
         Ok(())
     }

@@ -301,7 +301,50 @@ impl Fixture {
     }
 
     pub fn hwpt_alloc(&self, dev_id: u32, pt_id: u32, flags: u32) -> Result<u32> {
-        self.step(self.ctx().hwpt_alloc(dev_id, pt_id, flags, 0, 0))
+        self.step(self.ctx().hwpt_alloc(dev_id, pt_id, flags, 0, 0, 0))
+    }
+
+    /// `HWPT_ALLOC` with driver data of `data_type`: `data` is written into
+    /// fresh memory and passed with its length.
+    pub fn hwpt_alloc_data(
+        &self,
+        dev_id: u32,
+        pt_id: u32,
+        flags: u32,
+        data_type: u32,
+        data: &[u8],
+    ) -> Result<u32> {
+        let uptr = self.mmap(PAGE_SIZE);
+        self.write(uptr, data);
+        let r = self
+            .ctx()
+            .hwpt_alloc(dev_id, pt_id, flags, data_type, data.len() as u32, uptr);
+        self.munmap(uptr, PAGE_SIZE);
+        self.step(r)
+    }
+
+    /// `HWPT_INVALIDATE` with the `entries` (each `entry_len` bytes as laid
+    /// out in `bytes`) written into fresh memory; returns the result and the
+    /// number of entries handled.
+    pub fn hwpt_invalidate(
+        &self,
+        hwpt_id: u32,
+        data_type: u32,
+        bytes: &[u8],
+        entry_len: u32,
+        entry_num: u32,
+    ) -> (Result<()>, u32) {
+        let uptr = self.mmap(PAGE_SIZE);
+        self.write(uptr, bytes);
+        let (r, done) = self
+            .ctx()
+            .hwpt_invalidate(hwpt_id, data_type, uptr, entry_len, entry_num);
+        self.munmap(uptr, PAGE_SIZE);
+        (self.step(r), done)
+    }
+
+    pub fn check_iotlb(&self, hwpt_id: u32, iotlb_id: u32, iotlb: u32) -> Result<()> {
+        self.step(self.ctx().test_md_check_iotlb(hwpt_id, iotlb_id, iotlb))
     }
 
     pub fn set_dirty_tracking(&self, hwpt_id: u32, enable: bool) -> Result<()> {
