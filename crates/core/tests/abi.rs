@@ -593,3 +593,144 @@ fn hwpt_nested_and_invalidate() {
         softiommu::iommufd::check::check(ctx).unwrap();
     }
 }
+
+#[test]
+fn fault_queue_alloc_read_write() {
+    let rig = Rig::new();
+    let mut alloc = iommu_ioas_alloc {
+        size: size_of::<iommu_ioas_alloc>(),
+        ..Default::default()
+    };
+    rig.call(IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
+    let ioas = alloc.out_ioas_id;
+    let mut md = iommu_test_cmd::new(ioas, &iommu_test_cmd_mock_domain::default());
+    rig.call(IOMMU_TEST_CMD, &mut md).unwrap();
+    let md = md.payload_as::<iommu_test_cmd_mock_domain>();
+
+    // Shorter than out_fault_fd's end: EINVAL; flags: EOPNOTSUPP.
+    let mut fa = iommu_fault_alloc {
+        size: 12,
+        ..Default::default()
+    };
+    assert_eq!(
+        rig.call(IOMMU_FAULT_QUEUE_ALLOC, &mut fa),
+        Err(Errno::EINVAL)
+    );
+    fa.size = size_of::<iommu_fault_alloc>();
+    fa.flags = 1;
+    assert_eq!(
+        rig.call(IOMMU_FAULT_QUEUE_ALLOC, &mut fa),
+        Err(Errno::EOPNOTSUPP)
+    );
+    fa.flags = 0;
+    let mut trace = Trace::default();
+    rig.space.write(rig.arg, fa.as_bytes()).unwrap();
+    assert_eq!(
+        abi::ioctl(
+            &rig.env,
+            &rig.file,
+            IOMMU_FAULT_QUEUE_ALLOC,
+            rig.arg,
+            Some(&mut trace)
+        ),
+        Ok(0)
+    );
+    rig.space.read(rig.arg, fa.as_mut_bytes()).unwrap();
+    assert_eq!(trace.name, "IOMMU_FAULT_QUEUE_ALLOC");
+    let file = rig.env.file(fa.out_fault_fd as i32).unwrap();
+    assert!(matches!(*file, File::Fault(_)));
+
+    let mut ha = iommu_hwpt_alloc {
+        size: size_of::<iommu_hwpt_alloc>(),
+        flags: IOMMU_HWPT_FAULT_ID_VALID,
+        dev_id: md.out_idev_id,
+        pt_id: ioas,
+        fault_id: ioas,
+        ..Default::default()
+    };
+    assert_eq!(rig.call(IOMMU_HWPT_ALLOC, &mut ha), Err(Errno::ENOENT));
+    ha.fault_id = fa.out_fault_id;
+    rig.call(IOMMU_HWPT_ALLOC, &mut ha).unwrap();
+    let mut rep = iommu_test_cmd::new(
+        md.out_stdev_id,
+        &iommu_test_cmd_mock_domain_replace {
+            pt_id: ha.out_hwpt_id,
+        },
+    );
+    rig.call(IOMMU_TEST_CMD, &mut rep).unwrap();
+    let trig = iommu_test_cmd_trigger_iopf {
+        dev_id: md.out_idev_id,
+        pasid: 0,
+        grpid: 2,
+        perm: IOMMU_PGFAULT_PERM_READ,
+        addr: 0xdeadbeaf,
+    };
+    let mut t = iommu_test_cmd::new(0, &trig);
+    rig.space.write(rig.arg, t.as_bytes()).unwrap();
+    let mut trace = Trace::default();
+    assert_eq!(
+        abi::ioctl(
+            &rig.env,
+            &rig.file,
+            IOMMU_TEST_CMD,
+            rig.arg,
+            Some(&mut trace)
+        ),
+        Ok(0)
+    );
+    assert_eq!(trace.name, "IOMMU_TEST_CMD/TRIGGER_IOPF");
+    assert!(trace.input.contains("addr: 0xdeadbeaf"), "{}", trace.input);
+    rig.call(IOMMU_TEST_CMD, &mut t).unwrap();
+    rig.call(IOMMU_TEST_CMD, &mut t).unwrap();
+    t.payload_mut::<iommu_test_cmd_trigger_iopf>().dev_id = 77;
+    assert_eq!(rig.call(IOMMU_TEST_CMD, &mut t), Err(Errno::ENOENT));
+
+    let rec = std::mem::size_of::<iommu_hwpt_pgfault>();
+    let buf = rig.space.mmap_anon(None, PAGE_SIZE, true).unwrap();
+    // Not whole records: ESPIPE; a bad buffer: EFAULT, and the record is lost
+    // (answered with failure).
+    assert_eq!(abi::read(&file, buf, rec + 1), Err(Errno::ESPIPE));
+    assert_eq!(abi::read(&file, 8, rec), Err(Errno::EFAULT));
+    // One record fits in the count; the second stays queued.
+    assert_eq!(abi::read(&file, buf, rec), Ok(rec));
+    let mut got = iommu_hwpt_pgfault::default();
+    rig.space.read(buf, got.as_mut_bytes()).unwrap();
+    assert_eq!(
+        (got.flags, got.dev_id, got.addr, got.cookie),
+        (IOMMU_PGFAULT_FLAGS_LAST_PAGE, md.out_idev_id, 0xdeadbeaf, 1)
+    );
+    assert_eq!(abi::read(&file, buf, 4 * rec), Ok(rec));
+    assert_eq!(abi::read(&file, buf, 4 * rec), Ok(0));
+
+    // Responses: whole records; the first bad one ends the write.
+    let resp = |cookie, code| iommu_hwpt_page_response { cookie, code };
+    let rsz = std::mem::size_of::<iommu_hwpt_page_response>();
+    let rs = [resp(1, IOMMUFD_PAGE_RESP_SUCCESS), resp(9, 0), resp(2, 0)];
+    rig.space.write(buf, rs.as_bytes()).unwrap();
+    assert_eq!(abi::write(&file, buf, rsz - 1), Err(Errno::ESPIPE));
+    assert_eq!(abi::write(&file, 8, rsz), Err(Errno::EFAULT));
+    assert_eq!(abi::write(&file, buf, 3 * rsz), Ok(rsz));
+    assert_eq!(abi::write(&file, buf, rsz), Err(Errno::EINVAL));
+    rig.space
+        .write(buf, resp(2, IOMMUFD_PAGE_RESP_INVALID).as_bytes())
+        .unwrap();
+    assert_eq!(abi::write(&file, buf, rsz), Ok(rsz));
+    // The iommufd has no read or write; the fault fd no ioctl.
+    assert_eq!(abi::read(&rig.file, buf, rec), Err(Errno::EINVAL));
+    assert_eq!(abi::write(&rig.file, buf, rsz), Err(Errno::EINVAL));
+    assert_eq!(
+        abi::ioctl(&rig.env, &file, IOMMU_IOAS_ALLOC, rig.arg, None),
+        Err(Errno::ENOTTY)
+    );
+    let File::Fault(h) = &*file else {
+        unreachable!()
+    };
+    assert_eq!(
+        h.fault().answered(),
+        [
+            (1, IOMMUFD_PAGE_RESP_INVALID),
+            (1, IOMMUFD_PAGE_RESP_SUCCESS),
+            (2, IOMMUFD_PAGE_RESP_INVALID)
+        ]
+    );
+}

@@ -260,9 +260,7 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
     if !reentered() {
         if let Some(desc) = ours(fd) {
-            return run(-1, || {
-                ops::read_write(fd, &desc, false, count).map(|n| n as ssize_t)
-            });
+            return run(-1, || ops::read_write(fd, &desc, false, buf as u64, count));
         }
     }
     // SAFETY: the program's own arguments, passed to the function it called.
@@ -283,9 +281,7 @@ pub unsafe extern "C" fn __read_chk(
     // An overflowing call goes to libc, which reports it and aborts.
     if !reentered() && count <= buflen {
         if let Some(desc) = ours(fd) {
-            return run(-1, || {
-                ops::read_write(fd, &desc, false, count).map(|n| n as ssize_t)
-            });
+            return run(-1, || ops::read_write(fd, &desc, false, buf as u64, count));
         }
     }
     // SAFETY: the program's own arguments, passed to the function it called.
@@ -300,9 +296,7 @@ pub unsafe extern "C" fn __read_chk(
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
     if !reentered() {
         if let Some(desc) = ours(fd) {
-            return run(-1, || {
-                ops::read_write(fd, &desc, true, count).map(|n| n as ssize_t)
-            });
+            return run(-1, || ops::read_write(fd, &desc, true, buf as u64, count));
         }
     }
     // SAFETY: the program's own arguments, passed to the function it called.

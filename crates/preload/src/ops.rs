@@ -19,7 +19,14 @@ struct PreloadEnv;
 
 impl Env for PreloadEnv {
     fn install(&self, file: File) -> Result<i32, Errno> {
-        let (fd, key) = real::backing_fd(c"softiommu:access", true)?;
+        let (fd, key) = if let File::Fault(handle) = &file {
+            // Pollable: readable exactly while faults are queued.
+            let (fd, key, readiness) = real::pollable_fd(true)?;
+            handle.set_readiness(Box::new(move |ready| readiness.set(ready)));
+            (fd, key)
+        } else {
+            real::backing_fd(c"softiommu:access", true)?
+        };
         let desc = Arc::new(Desc {
             key,
             readable: true,
@@ -207,18 +214,30 @@ pub fn dup2(old: i32, new: i32, flags: Option<i32>) -> Result<i32, Errno> {
     r
 }
 
-/// `read`/`write` on one of ours: the kernel's iommufd and access files have
-/// neither, so the VFS answers EBADF when the file is not open for that
-/// direction and EINVAL otherwise.
-pub fn read_write(fd: i32, desc: &Desc, write: bool, count: usize) -> Result<i32, Errno> {
+/// `read`/`write` on one of ours. The VFS answers EBADF when the file is not
+/// open for that direction; then the file does: a fault queue reads and writes
+/// records, the iommufd and access files have neither (EINVAL).
+pub fn read_write(
+    fd: i32,
+    desc: &Desc,
+    write: bool,
+    buf: u64,
+    count: usize,
+) -> Result<isize, Errno> {
+    let _gate = table::gate();
     let open_for_it = if write { desc.writable } else { desc.readable };
-    let r = Err(if open_for_it {
-        Errno::EINVAL
+    let r = if !open_for_it {
+        Err(Errno::EBADF)
+    } else if write {
+        abi::write(&desc.file, buf, count).map(|n| n as isize)
     } else {
-        Errno::EBADF
-    });
+        abi::read(&desc.file, buf, count).map(|n| n as isize)
+    };
     let name = if write { "write" } else { "read" };
-    trace::line(format_args!("{name}({fd}, ..., {count}) {}", Ret(&r)));
+    trace::line(format_args!(
+        "{name}({fd}, ..., {count}) {}",
+        Ret(&r.map(|n| n as i32))
+    ));
     r
 }
 

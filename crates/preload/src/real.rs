@@ -432,3 +432,88 @@ pub fn atfork(prepare: extern "C" fn(), parent: extern "C" fn(), child: extern "
     // unloaded (LD_PRELOAD); registering touches no program state.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
+
+/// The readiness of a fault-queue descriptor: the program's end of a Unix
+/// socket pair, readable exactly while we have put a byte into the other end.
+/// The socket is always writable, so `poll` shows POLLOUT as the kernel's
+/// fault file does. We keep the peer (to make it readable) and a duplicate of
+/// the program's end (to drain it whatever the program does with its number),
+/// both close-on-exec above the program's descriptors; they close on drop.
+#[derive(Debug)]
+pub struct Readiness {
+    peer: c_int,
+    drain: c_int,
+}
+
+impl Readiness {
+    /// Makes the program's end readable (`true`) or not.
+    pub fn set(&self, ready: bool) {
+        if ready {
+            let byte = 1u8;
+            // SAFETY: `byte` is a live one-byte buffer; send is not interposed.
+            let _ = unsafe {
+                libc::send(
+                    self.peer,
+                    (&raw const byte).cast(),
+                    1,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+        } else {
+            let mut buf = [0u8; 64];
+            loop {
+                // SAFETY: `buf` is a live, writable buffer of that length; recv
+                // is not interposed.
+                let n = unsafe {
+                    libc::recv(
+                        self.drain,
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n <= 0 && !(n < 0 && errno() == libc::EINTR) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Readiness {
+    fn drop(&mut self) {
+        close(self.peer);
+        close(self.drain);
+    }
+}
+
+/// A new pollable backing descriptor for a fault queue (see [`Readiness`]):
+/// returns the program's descriptor, its `(st_dev, st_ino)` and its readiness.
+pub fn pollable_fd(cloexec: bool) -> Result<(c_int, (u64, u64), Readiness), Errno> {
+    let mut sv = [-1 as c_int; 2];
+    let flags = libc::SOCK_STREAM | if cloexec { libc::SOCK_CLOEXEC } else { 0 };
+    // SAFETY: `sv` is a valid array of two ints; socketpair is not interposed.
+    if unsafe { libc::socketpair(libc::AF_UNIX, flags, 0, sv.as_mut_ptr()) } != 0 {
+        return Err(Errno(errno()));
+    }
+    let peer = move_high(fcntl_int(sv[1], libc::F_DUPFD_CLOEXEC, 0));
+    close(sv[1]);
+    let drain = fcntl_int(sv[0], libc::F_DUPFD_CLOEXEC, 1000);
+    if peer < 0 || drain < 0 {
+        let e = Errno(errno());
+        for fd in [sv[0], peer, drain] {
+            if fd >= 0 {
+                close(fd);
+            }
+        }
+        return Err(e);
+    }
+    let readiness = Readiness { peer, drain };
+    match file_key(sv[0]) {
+        Ok(key) => Ok((sv[0], key, readiness)),
+        Err(e) => {
+            close(sv[0]);
+            Err(e)
+        }
+    }
+}

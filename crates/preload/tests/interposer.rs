@@ -59,6 +59,11 @@ fn read_write_mmap_poll() {
 }
 
 #[test]
+fn fault_queue_fd_polls_reads_and_writes() {
+    case("fault_queue");
+}
+
+#[test]
 fn unmapped_pinned_pages_do_not_crash() {
     case("unmapped_pinned");
 }

@@ -51,6 +51,7 @@ macro_rules! op {
 /// Every ioctl softiommu answers on an iommufd.
 pub static IOCTLS: &[IoctlOp] = &[
     op!(IOMMU_DESTROY, iommu_destroy, id),
+    op!(IOMMU_FAULT_QUEUE_ALLOC, iommu_fault_alloc, out_fault_fd),
     op!(IOMMU_GET_HW_INFO, iommu_hw_info, __reserved),
     op!(IOMMU_HWPT_ALLOC, iommu_hwpt_alloc, __reserved),
     op!(
@@ -109,6 +110,7 @@ fn test_op_name(op: u32) -> &'static str {
         IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS => "MOCK_DOMAIN_FLAGS",
         IOMMU_TEST_OP_DIRTY => "DIRTY",
         IOMMU_TEST_OP_MD_CHECK_IOTLB => "MD_CHECK_IOTLB",
+        IOMMU_TEST_OP_TRIGGER_IOPF => "TRIGGER_IOPF",
         _ => "?",
     }
 }
@@ -160,6 +162,7 @@ macro_rules! describe_debug {
 
 describe_debug!(
     iommu_destroy,
+    iommu_fault_alloc,
     iommu_hw_info,
     iommu_hwpt_alloc,
     iommu_hwpt_get_dirty_bitmap,
@@ -204,6 +207,7 @@ impl Describe for iommu_test_cmd {
             }
             IOMMU_TEST_OP_DIRTY => hex(&self.payload_as::<iommu_test_cmd_dirty>()),
             IOMMU_TEST_OP_MD_CHECK_IOTLB => hex(&self.payload_as::<iommu_test_cmd_check_iotlb>()),
+            IOMMU_TEST_OP_TRIGGER_IOPF => hex(&self.payload_as::<iommu_test_cmd_trigger_iopf>()),
             _ => hex(&self.payload),
         };
         format!(
@@ -352,17 +356,36 @@ pub(super) fn ioctl(
             c.out_max_pasid_log2 = info.max_pasid_log2;
             Ok(Reply::Respond)
         }),
+        IOMMU_FAULT_QUEUE_ALLOC => run(&u, min, t, |c: &mut iommu_fault_alloc| {
+            if c.flags != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let handle = ctx.fault_alloc()?;
+            let id = handle.fault().id;
+            let fd = match env.install(File::Fault(handle)) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    // The handle went with the failed install; the queue follows.
+                    let _ = ctx.destroy(id);
+                    return Err(e);
+                }
+            };
+            c.out_fault_id = id;
+            c.out_fault_fd = fd as u32;
+            Ok(Reply::Respond)
+        }),
         IOMMU_HWPT_ALLOC => run(&u, min, t, |c: &mut iommu_hwpt_alloc| {
             if c.__reserved != 0 {
                 return Err(Errno::EOPNOTSUPP);
             }
-            let id = ctx.hwpt_alloc(
+            let id = ctx.hwpt_alloc_fault(
                 c.dev_id,
                 c.pt_id,
                 c.flags,
                 c.data_type,
                 c.data_len,
                 c.data_uptr,
+                c.fault_id,
             )?;
             c.out_hwpt_id = id;
             let ctx = ctx.clone();
@@ -583,7 +606,7 @@ fn with_access<R>(
     let file = access(env, fd)?;
     match &*file {
         File::Access(a) => f(a),
-        File::Iommufd(_) => Err(Errno::EBADFD),
+        File::Iommufd(_) | File::Fault(_) => Err(Errno::EBADFD),
     }
 }
 
@@ -674,6 +697,11 @@ fn test_cmd(env: &dyn Env, ctx: &Iommufd, c: &mut iommu_test_cmd) -> Result<Repl
             ctx.test_md_check_iotlb(c.id, p.id, p.iotlb)?;
             Ok(Reply::None)
         }
+        IOMMU_TEST_OP_TRIGGER_IOPF => {
+            let p: iommu_test_cmd_trigger_iopf = c.payload_as();
+            ctx.test_trigger_iopf(p.dev_id, p.pasid, p.grpid, p.perm, p.addr)?;
+            Ok(Reply::None)
+        }
         _ => Err(Errno::EOPNOTSUPP),
     }
 }
@@ -701,6 +729,7 @@ mod tests {
         assert_eq!(min(IOMMU_OPTION), 24);
         assert_eq!(min(IOMMU_IOAS_CHANGE_PROCESS), 8);
         assert_eq!(min(IOMMU_TEST_CMD), 68);
+        assert_eq!(min(IOMMU_FAULT_QUEUE_ALLOC), 16);
     }
 
     #[test]

@@ -20,12 +20,17 @@
 //! (keyed by open file description, so `dup` shares one) and gives this module an
 //! [`Env`] to install new descriptors (the selftest's access fds) and to look
 //! descriptors up.
+//!
+//! A fault queue's file also has [`read()`] and [`write()`], with the kernel's
+//! whole-record rules; its readiness for `poll` is the front end's to show,
+//! through [`FaultHandle::set_readiness`].
 
 mod iommufd;
 
 use crate::error::Error;
-use crate::iommufd::{AccessHandle, Iommufd};
+use crate::iommufd::{AccessHandle, FaultHandle, Iommufd};
 use crate::mem::{AddressSpace, FileSource};
+use softiommu_uapi::iommufd::{iommu_hwpt_page_response, iommu_hwpt_pgfault};
 use softiommu_uapi::Errno;
 use std::sync::Arc;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -39,6 +44,8 @@ pub enum File {
     Iommufd(Iommufd),
     /// A selftest access (`IOMMU_TEST_OP_CREATE_ACCESS`'s fd).
     Access(AccessHandle),
+    /// A fault queue (`IOMMU_FAULT_QUEUE_ALLOC`'s fd).
+    Fault(FaultHandle),
 }
 
 /// What the boundary needs from the front end.
@@ -130,7 +137,60 @@ pub fn ioctl(
 ) -> Result<i32, Errno> {
     match file {
         File::Iommufd(ctx) => iommufd::ioctl(env, ctx, cmd, arg, trace),
-        // The selftest's access fd has no ioctls.
-        File::Access(_) => Err(Errno::ENOTTY),
+        // The selftest's access fd and the fault fd have no ioctls.
+        File::Access(_) | File::Fault(_) => Err(Errno::ENOTTY),
     }
+}
+
+/// `read` of `count` bytes into the caller's `buf` on `file`: whole
+/// `iommu_hwpt_pgfault` records from a fault queue, as many as fit and are
+/// queued (0 when none is). ESPIPE for a count that is not a whole number of
+/// records; EFAULT when not even the first record could be written. Files
+/// without a read give EINVAL.
+pub fn read(file: &File, buf: u64, count: usize) -> Result<usize, Errno> {
+    let File::Fault(handle) = file else {
+        return Err(Errno::EINVAL);
+    };
+    let size = std::mem::size_of::<iommu_hwpt_pgfault>();
+    if !count.is_multiple_of(size) {
+        return Err(Errno::ESPIPE);
+    }
+    let space = handle.context().process().space.clone();
+    let mut at = buf;
+    let n = handle.read::<Errno>(count / size, &mut |rec| {
+        space.write(at, rec.as_bytes()).map_err(|_| Errno::EFAULT)?;
+        at = at.wrapping_add(size as u64);
+        Ok(())
+    })?;
+    Ok(n * size)
+}
+
+/// `write` of `count` bytes from the caller's `buf` to `file`: whole
+/// `iommu_hwpt_page_response` records answering requests read from a fault
+/// queue, in order. ESPIPE for a count that is not a whole number of records;
+/// the first record that fails (EFAULT, or EINVAL for an unknown cookie or
+/// code) ends the write, which then returns the bytes done, or that error if
+/// none. Files without a write give EINVAL.
+pub fn write(file: &File, buf: u64, count: usize) -> Result<usize, Errno> {
+    let File::Fault(handle) = file else {
+        return Err(Errno::EINVAL);
+    };
+    let size = std::mem::size_of::<iommu_hwpt_page_response>();
+    if !count.is_multiple_of(size) {
+        return Err(Errno::ESPIPE);
+    }
+    let space = handle.context().process().space.clone();
+    let mut done = 0;
+    while done < count {
+        let mut r = iommu_hwpt_page_response::default();
+        let step = space
+            .read(buf.wrapping_add(done as u64), r.as_mut_bytes())
+            .map_err(|_| Errno::EFAULT)
+            .and_then(|()| Ok(handle.respond(r.cookie, r.code)?));
+        if let Err(e) = step {
+            return if done == 0 { Err(e) } else { Ok(done) };
+        }
+        done += size;
+    }
+    Ok(done)
 }

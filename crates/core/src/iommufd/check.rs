@@ -85,11 +85,17 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
             Object::Ioas(i) => ioases.push(i.clone()),
             Object::HwptPaging(h) => {
                 *expect_users.entry(h.ioas.id).or_default() += 1;
+                if let Some(f) = &h.fault {
+                    *expect_users.entry(f.id).or_default() += 1;
+                }
                 ensure!(h.id == *id, "HWPT {} filed under {}", h.id, id);
                 hwpts.push(h.clone());
             }
             Object::HwptNested(h) => {
                 *expect_users.entry(h.parent.id).or_default() += 1;
+                if let Some(f) = &h.fault {
+                    *expect_users.entry(f.id).or_default() += 1;
+                }
                 ensure!(h.id == *id, "nested HWPT {} filed under {}", h.id, id);
                 let parent_ok = matches!(
                     objects.iter().find(|(pid, ..)| *pid == h.parent.id),
@@ -130,6 +136,12 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
             }
             Object::Selftest(m) => {
                 *expect_users.entry(m.idev.id).or_default() += 1;
+            }
+            Object::Fault(f) => {
+                ensure!(f.id == *id, "fault queue {} filed under {}", f.id, id);
+                if f.is_open() {
+                    *expect_users.entry(f.id).or_default() += 1;
+                }
             }
         }
     }

@@ -5,7 +5,7 @@
 //! takes an ID that lookups cannot see, [`Table::finalize`] publishes the object,
 //! [`Table::abort`] gives the ID back — so a creation that fails half-way leaves
 //! nothing. Each entry counts its *users*: other objects that depend on it (a HWPT
-//! on its IOAS, a nested HWPT on its parent, a device on its HWPT, an access on its IOAS). `destroy` refuses with
+//! on its IOAS, a nested HWPT on its parent, a device on its HWPT, an access on its IOAS, a HWPT and an open fault file on a fault queue). `destroy` refuses with
 //! EBUSY while there are users.
 //!
 //! Closing the context — dropping the last [`Iommufd`] handle and every handle that
@@ -17,6 +17,7 @@
 //! attach lock → an IOAS's page table → a `Pages` → the pin table / a domain.
 
 use super::device::{Access, IommufdDevice};
+use super::fault::Fault;
 use super::hw_pagetable::{HwptNested, HwptPaging};
 use super::ioas::Ioas;
 use super::selftest::MockDev;
@@ -41,6 +42,8 @@ pub enum Object {
     Access(Arc<Access>),
     /// A selftest mock device (`MOCK_DOMAIN`'s stdev).
     Selftest(Arc<MockDev>),
+    /// A fault queue (`IOMMU_FAULT_QUEUE_ALLOC`).
+    Fault(Arc<Fault>),
 }
 
 impl Object {
@@ -53,6 +56,7 @@ impl Object {
             Object::Device(_) => "DEVICE",
             Object::Access(_) => "ACCESS",
             Object::Selftest(_) => "SELFTEST",
+            Object::Fault(_) => "FAULT",
         }
     }
 }
@@ -307,6 +311,7 @@ impl CtxInner {
             Object::Device(idev) => idev.destroy(self),
             Object::Access(access) => access.destroy(self),
             Object::Selftest(mock) => mock.destroy(self),
+            Object::Fault(fault) => fault.destroy(self),
         }
     }
 }

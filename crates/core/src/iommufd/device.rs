@@ -136,7 +136,7 @@ impl Iommufd {
                 Err(e) => return Err(e),
             }
         }
-        let hwpt = self.hwpt_paging_alloc(ioas, &idev.dev, PagingFlags::default(), true)?;
+        let hwpt = self.hwpt_paging_alloc(ioas, &idev.dev, PagingFlags::default(), true, None)?;
         list.push(Arc::downgrade(&hwpt));
         Ok(hwpt)
     }
@@ -165,6 +165,9 @@ impl Iommufd {
         let id = new.id();
         *cur = Some(new);
         drop(cur);
+        if let Some(f) = old.fault() {
+            f.auto_respond(idev.id);
+        }
         self.inner.hwpt_put(&old);
         Ok(id)
     }
@@ -179,6 +182,10 @@ impl CtxInner {
     pub(crate) fn device_detach(&self, idev: &IommufdDevice) {
         let old = idev.hwpt.lock().expect("device lock poisoned").take();
         if let Some(old) = old {
+            // Requests the device is waiting on are answered with failure.
+            if let Some(f) = old.fault() {
+                f.auto_respond(idev.id);
+            }
             self.hwpt_put(&old);
         }
     }

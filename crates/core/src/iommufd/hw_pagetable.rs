@@ -22,6 +22,7 @@
 //! caller's bitmap is [`super::iova_bitmap`].
 
 use super::context::{CtxInner, Iommufd, Object};
+use super::fault::Fault;
 use super::ioas::Ioas;
 use super::iova_bitmap::IovaBitmap;
 use crate::error::{Error, Result};
@@ -46,6 +47,8 @@ pub struct HwptPaging {
     pub auto_domain: bool,
     /// The flags it was allocated with.
     pub flags: PagingFlags,
+    /// The fault queue its page requests go to (`IOMMU_HWPT_FAULT_ID_VALID`).
+    pub fault: Option<Arc<Fault>>,
 }
 
 /// A nested hardware page table.
@@ -59,11 +62,17 @@ pub struct HwptNested {
     pub domain: Arc<dyn NestedDomain>,
     /// The `IOMMU_HWPT_ALLOC_*` flags it was allocated with.
     pub flags: u32,
+    /// The fault queue its page requests go to (`IOMMU_HWPT_FAULT_ID_VALID`).
+    pub fault: Option<Arc<Fault>>,
 }
 
 impl HwptNested {
     pub(crate) fn destroy(&self, ctx: &CtxInner) {
-        ctx.table().remove_user(self.parent.id);
+        let mut t = ctx.table();
+        t.remove_user(self.parent.id);
+        if let Some(f) = &self.fault {
+            t.remove_user(f.id);
+        }
     }
 }
 
@@ -84,6 +93,14 @@ impl Hwpt {
             Hwpt::Nested(h) => h.id,
         }
     }
+
+    /// The fault queue its page requests go to, if any.
+    pub fn fault(&self) -> Option<&Arc<Fault>> {
+        match self {
+            Hwpt::Paging(h) => h.fault.as_ref(),
+            Hwpt::Nested(h) => h.fault.as_ref(),
+        }
+    }
 }
 
 impl HwptPaging {
@@ -93,7 +110,11 @@ impl HwptPaging {
         list.retain(|h| h.upgrade().is_some_and(|h| h.id != self.id));
         self.ioas.iopt().remove_domain(&self.domain);
         drop(list);
-        ctx.table().remove_user(self.ioas.id);
+        let mut t = ctx.table();
+        t.remove_user(self.ioas.id);
+        if let Some(f) = &self.fault {
+            t.remove_user(f.id);
+        }
     }
 }
 
@@ -107,6 +128,7 @@ impl Iommufd {
         dev: &Device,
         flags: PagingFlags,
         auto_domain: bool,
+        fault: Option<Arc<Fault>>,
     ) -> Result<Arc<HwptPaging>> {
         let id = self.table().reserve()?;
         let result = (|| {
@@ -121,12 +143,16 @@ impl Iommufd {
                 domain,
                 auto_domain,
                 flags,
+                fault: fault.clone(),
             }))
         })();
         let mut t = self.table();
         match result {
             Ok(hwpt) => {
                 t.add_user(ioas.id);
+                if let Some(f) = &fault {
+                    t.add_user(f.id);
+                }
                 if auto_domain {
                     t.add_user(id);
                 }
@@ -166,6 +192,23 @@ impl Iommufd {
         data_len: u32,
         data_uptr: u64,
     ) -> Result<u32> {
+        self.hwpt_alloc_fault(dev_id, pt_id, flags, data_type, data_len, data_uptr, 0)
+    }
+
+    /// `IOMMU_HWPT_ALLOC` with `fault_id`: as [`Iommufd::hwpt_alloc`]; with
+    /// `IOMMU_HWPT_FAULT_ID_VALID` in `flags` the HWPT's page requests go to the
+    /// fault queue `fault_id` (ENOENT if it is not one), which it then uses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hwpt_alloc_fault(
+        &self,
+        dev_id: u32,
+        pt_id: u32,
+        flags: u32,
+        data_type: u32,
+        data_len: u32,
+        data_uptr: u64,
+        fault_id: u32,
+    ) -> Result<u32> {
         if (data_type == IOMMU_HWPT_DATA_NONE) != (data_len == 0) {
             return Err(Error::Invalid("data type and length disagree"));
         }
@@ -174,6 +217,14 @@ impl Iommufd {
             _ => return Err(Error::NoObject { id: dev_id }),
         };
         let pt = self.table().get(pt_id).cloned();
+        // The queue is looked up once the driver has made the domain, as the
+        // kernel does; a name that is not a queue is ENOENT.
+        let fault = |flags: u32| -> Result<Option<Arc<Fault>>> {
+            if flags & IOMMU_HWPT_FAULT_ID_VALID == 0 {
+                return Ok(None);
+            }
+            self.get_fault(fault_id).map(Some)
+        };
         let ioas = match pt {
             Some(Object::Ioas(ioas)) => ioas,
             Some(Object::HwptPaging(parent)) => {
@@ -185,7 +236,7 @@ impl Iommufd {
                     mem: &*space,
                 };
                 return self
-                    .hwpt_nested_alloc(&idev.dev, &parent, flags, &data)
+                    .hwpt_nested_alloc(&idev.dev, &parent, flags, &data, &fault)
                     .map(|h| h.id);
             }
             _ => return Err(Error::Invalid("not an IOAS or a HWPT")),
@@ -196,20 +247,17 @@ impl Iommufd {
         if data_len != 0 {
             return Err(Error::NotSupported("driver data for a paging HWPT"));
         }
-        if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
-            if flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 {
-                return Err(Error::NotSupported("a nesting parent cannot report faults"));
-            }
-            // No fault queue object exists yet, so no fault_id can name one.
-            return Err(Error::NoObject { id: 0 });
+        if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 && flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0 {
+            return Err(Error::NotSupported("a nesting parent cannot report faults"));
         }
+        let fault = fault(flags)?;
         let paging = PagingFlags {
             nest_parent: flags & IOMMU_HWPT_ALLOC_NEST_PARENT != 0,
             dirty_tracking: flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING != 0,
             pasid: flags & IOMMU_HWPT_ALLOC_PASID != 0,
         };
         let mut list = ioas.hwpts.lock().expect("IOAS HWPT list poisoned");
-        let hwpt = self.hwpt_paging_alloc(&ioas, &idev.dev, paging, false)?;
+        let hwpt = self.hwpt_paging_alloc(&ioas, &idev.dev, paging, false, fault)?;
         list.push(Arc::downgrade(&hwpt));
         Ok(hwpt.id)
     }
@@ -224,6 +272,7 @@ impl Iommufd {
         parent: &Arc<HwptPaging>,
         flags: u32,
         data: &UserData<'_>,
+        fault: &dyn Fn(u32) -> Result<Option<Arc<Fault>>>,
     ) -> Result<Arc<HwptNested>> {
         if flags & !NESTED_FLAGS != 0 || data.len == 0 {
             return Err(Error::NotSupported("nested HWPT flags or data"));
@@ -237,21 +286,22 @@ impl Iommufd {
             let domain =
                 dev.driver
                     .domain_alloc_nested(dev, &*parent.domain, driver_flags, data)?;
-            if flags & IOMMU_HWPT_FAULT_ID_VALID != 0 {
-                // No fault queue object exists yet, so no fault_id can name one.
-                return Err(Error::NoObject { id: 0 });
-            }
+            let fault = fault(flags)?;
             Ok(Arc::new(HwptNested {
                 id,
                 parent: parent.clone(),
                 domain,
                 flags,
+                fault,
             }))
         })();
         let mut t = self.table();
         match result {
             Ok(hwpt) => {
                 t.add_user(parent.id);
+                if let Some(f) = &hwpt.fault {
+                    t.add_user(f.id);
+                }
                 t.finalize(id, Object::HwptNested(hwpt.clone()));
                 Ok(hwpt)
             }

@@ -4,12 +4,13 @@
 //! drive; so does this module. [`context`] is the kernel's `main.c` (the context and
 //! its object table), [`ioas`] the IOAS handlers, [`io_pagetable`] and [`pages`]
 //! the structures, [`hw_pagetable`] and [`device`] the HWPTs, devices and accesses,
-//! [`iova_bitmap`] the user's dirty bitmap,
+//! [`iova_bitmap`] the user's dirty bitmap, [`fault`] the fault queues,
 //! [`selftest`] the test operations, and [`check`] the consistency checker.
 
 pub mod check;
 pub mod context;
 pub mod device;
+pub mod fault;
 pub mod hw_pagetable;
 pub mod io_pagetable;
 pub mod ioas;
@@ -19,6 +20,7 @@ pub mod selftest;
 
 pub use context::{Iommufd, Object};
 pub use device::{Access, AccessOps, HwInfo, IommufdDevice};
+pub use fault::{Fault, FaultHandle};
 pub use hw_pagetable::{Hwpt, HwptNested, HwptPaging};
 pub use ioas::{Ioas, IovaRanges, MapFlags};
 pub use selftest::{AccessHandle, MockDomainIds};

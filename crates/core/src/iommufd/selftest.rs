@@ -9,6 +9,7 @@
 
 use super::context::{CtxInner, Iommufd, Object};
 use super::device::{Access, AccessOps, IommufdDevice};
+use super::hw_pagetable::Hwpt;
 use crate::error::{Error, Result};
 use crate::iommu::mock::{
     MockDomain, MockDriver, MockNestedDomain, MOCK_FLAGS_DEVICE_ALL, MOCK_IO_PAGE_SIZE,
@@ -364,6 +365,34 @@ impl Iommufd {
                     });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `TRIGGER_IOPF`: device `dev_id` (an iommufd device; ENOENT otherwise)
+    /// reports a page request for `addr` at `pasid`. It goes to the fault queue
+    /// of the HWPT attached at that PASID; PASIDs other than 0 are not attached
+    /// here, and the mock IOMMU keeps its PASID table with the user, so they fall
+    /// back to a nested HWPT attached without PASID. Without a queue nothing
+    /// happens.
+    pub fn test_trigger_iopf(
+        &self,
+        dev_id: u32,
+        pasid: u32,
+        grpid: u32,
+        perm: u32,
+        addr: u64,
+    ) -> Result<()> {
+        let idev = match self.table().get(dev_id) {
+            Some(Object::Device(d)) => d.clone(),
+            _ => return Err(Error::NoObject { id: dev_id }),
+        };
+        let hwpt = match idev.hwpt() {
+            Some(h) if pasid == 0 || matches!(h, Hwpt::Nested(_)) => h,
+            _ => return Ok(()),
+        };
+        if let Some(fault) = hwpt.fault() {
+            fault.report(dev_id, pasid, grpid, perm, addr);
         }
         Ok(())
     }

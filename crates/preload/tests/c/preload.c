@@ -622,6 +622,94 @@ static void case_threads(void)
 	CHECK(close(thread_fd) == 0);
 }
 
+/* A fault queue: its fd is pollable, reads fault records, takes responses. */
+static void case_fault_queue(void)
+{
+	int fd = open_iommu();
+	uint32_t ioas_id = ioas_alloc(fd);
+	struct iommu_test_cmd md = {
+		.size = sizeof(md),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN,
+		.id = ioas_id,
+	};
+	REQUIRE(ioctl(fd, IOMMU_TEST_CMD, &md) == 0);
+	uint32_t stdev_id = md.mock_domain.out_stdev_id;
+	uint32_t idev_id = md.mock_domain.out_idev_id;
+
+	struct iommu_fault_alloc fa = { .size = sizeof(fa), .flags = 1 };
+	CHECK_ERR(ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fa), EOPNOTSUPP);
+	fa.flags = 0;
+	REQUIRE(ioctl(fd, IOMMU_FAULT_QUEUE_ALLOC, &fa) == 0);
+	int ffd = (int)fa.out_fault_fd;
+	CHECK(ffd > fd);
+
+	struct iommu_hwpt_alloc ha = {
+		.size = sizeof(ha),
+		.flags = IOMMU_HWPT_FAULT_ID_VALID,
+		.dev_id = idev_id,
+		.pt_id = ioas_id,
+		.fault_id = ioas_id,
+	};
+	CHECK_ERR(ioctl(fd, IOMMU_HWPT_ALLOC, &ha), ENOENT);
+	ha.fault_id = fa.out_fault_id;
+	REQUIRE(ioctl(fd, IOMMU_HWPT_ALLOC, &ha) == 0);
+	CHECK_ERR(destroy(fd, fa.out_fault_id), EBUSY);
+
+	struct iommu_test_cmd rep = {
+		.size = sizeof(rep),
+		.op = IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+		.id = stdev_id,
+		.mock_domain_replace = { .pt_id = ha.out_hwpt_id },
+	};
+	REQUIRE(ioctl(fd, IOMMU_TEST_CMD, &rep) == 0);
+
+	struct pollfd pfd = { .fd = ffd, .events = POLLIN | POLLOUT };
+	CHECK(poll(&pfd, 1, 0) == 1 && pfd.revents == POLLOUT);
+	struct iommu_hwpt_pgfault f[2];
+	CHECK(read(ffd, f, sizeof(f)) == 0);
+
+	struct iommu_test_cmd trig = {
+		.size = sizeof(trig),
+		.op = IOMMU_TEST_OP_TRIGGER_IOPF,
+		.trigger_iopf = {
+			.dev_id = idev_id,
+			.grpid = 2,
+			.perm = IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE,
+			.addr = 0xdeadbeaf,
+		},
+	};
+	REQUIRE(ioctl(fd, IOMMU_TEST_CMD, &trig) == 0);
+	trig.trigger_iopf.dev_id = 999;
+	CHECK_ERR(ioctl(fd, IOMMU_TEST_CMD, &trig), ENOENT);
+
+	CHECK(poll(&pfd, 1, 1000) == 1 && pfd.revents == (POLLIN | POLLOUT));
+	CHECK_ERR(read(ffd, f, sizeof(f[0]) - 1), ESPIPE);
+	memset(f, 0, sizeof(f));
+	CHECK(read(ffd, f, sizeof(f)) == (ssize_t)sizeof(f[0]));
+	CHECK(f[0].flags == IOMMU_PGFAULT_FLAGS_LAST_PAGE);
+	CHECK(f[0].dev_id == idev_id && f[0].grpid == 2 && f[0].addr == 0xdeadbeaf);
+	CHECK(f[0].perm == (IOMMU_PGFAULT_PERM_READ | IOMMU_PGFAULT_PERM_WRITE));
+	CHECK(f[0].cookie == 1);
+	pfd.revents = 0;
+	CHECK(poll(&pfd, 1, 0) == 1 && pfd.revents == POLLOUT);
+
+	struct iommu_hwpt_page_response r = { .cookie = 7, .code = IOMMUFD_PAGE_RESP_SUCCESS };
+	CHECK_ERR(write(ffd, &r, sizeof(r)), EINVAL);
+	CHECK_ERR(write(ffd, f, sizeof(r) + 1), ESPIPE);
+	r.cookie = f[0].cookie;
+	r.code = 2;
+	CHECK_ERR(write(ffd, &r, sizeof(r)), EINVAL);
+	r.code = IOMMUFD_PAGE_RESP_SUCCESS;
+	CHECK(write(ffd, &r, sizeof(r)) == (ssize_t)sizeof(r));
+	CHECK_ERR(write(ffd, &r, sizeof(r)), EINVAL);
+
+	CHECK(close(ffd) == 0);
+	CHECK(destroy(fd, stdev_id) == 0);
+	CHECK(destroy(fd, ha.out_hwpt_id) == 0);
+	CHECK(destroy(fd, fa.out_fault_id) == 0);
+	CHECK(close(fd) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -634,6 +722,7 @@ int main(int argc, char **argv)
 		{ "untouched", case_untouched }, { "file_ops", case_file_ops },
 		{ "unmapped_pinned", case_unmapped_pinned },
 		{ "signals", case_signals },   { "threads", case_threads },
+		{ "fault_queue", case_fault_queue },
 	};
 	REQUIRE(argc == 2);
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
