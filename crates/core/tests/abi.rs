@@ -734,3 +734,237 @@ fn fault_queue_alloc_read_write() {
         ]
     );
 }
+
+mod vfio_compat {
+    use super::*;
+    use softiommu::uapi::vfio::*;
+
+    fn ctx(rig: &Rig) -> &Iommufd {
+        match &rig.file {
+            File::Iommufd(c) => c,
+            _ => unreachable!(),
+        }
+    }
+
+    /// A rig whose compat IOAS (ID 1) has a mock domain, set up through ioctls.
+    fn compat_rig(iommu_type: u64) -> Rig {
+        let rig = Rig::new();
+        let ioas = ctx(&rig).ioas_alloc().unwrap();
+        ctx(&rig).test_mock_domain(ioas).unwrap();
+        let mut set = iommu_vfio_ioas {
+            size: size_of::<iommu_vfio_ioas>(),
+            ioas_id: ioas,
+            op: IOMMU_VFIO_IOAS_SET,
+            __reserved: 0,
+        };
+        assert_eq!(rig.call(IOMMU_VFIO_IOAS, &mut set), Ok(0));
+        let r = abi::ioctl(&rig.env, &rig.file, VFIO_SET_IOMMU, iommu_type, None);
+        assert_eq!(r, Ok(0));
+        rig
+    }
+
+    #[test]
+    fn vfio_ioas_ioctl() {
+        let rig = Rig::new();
+        let mut c = iommu_vfio_ioas {
+            size: size_of::<iommu_vfio_ioas>(),
+            op: IOMMU_VFIO_IOAS_GET,
+            ..Default::default()
+        };
+        assert_eq!(rig.call(IOMMU_VFIO_IOAS, &mut c), Err(Errno::ENODEV));
+        c.op = IOMMU_VFIO_IOAS_SET;
+        assert_eq!(rig.call(IOMMU_VFIO_IOAS, &mut c), Err(Errno::ENOENT));
+        let id = ctx(&rig).ioas_alloc().unwrap();
+        c.ioas_id = id;
+        assert_eq!(rig.call(IOMMU_VFIO_IOAS, &mut c), Ok(0));
+        c.op = IOMMU_VFIO_IOAS_GET;
+        c.ioas_id = 0;
+        assert_eq!(rig.call(IOMMU_VFIO_IOAS, &mut c), Ok(0));
+        assert_eq!(c.ioas_id, id);
+        c.__reserved = 1;
+        assert_eq!(rig.call(IOMMU_VFIO_IOAS, &mut c), Err(Errno::EOPNOTSUPP));
+        c.__reserved = 0;
+        c.op = 3;
+        assert_eq!(rig.call(IOMMU_VFIO_IOAS, &mut c), Err(Errno::EOPNOTSUPP));
+        // Size rules: the minimum is the end of __reserved, i.e. the whole struct.
+        c.op = IOMMU_VFIO_IOAS_CLEAR;
+        c.size = 11;
+        assert_eq!(rig.call(IOMMU_VFIO_IOAS, &mut c), Err(Errno::EINVAL));
+        c.size = 12;
+        assert_eq!(rig.call(IOMMU_VFIO_IOAS, &mut c), Ok(0));
+        assert_eq!(
+            ctx(&rig).vfio_ioas_get().unwrap_err().errno(),
+            Errno::ENODEV
+        );
+    }
+
+    #[test]
+    fn container_ioctls_and_unknown_numbers() {
+        let rig = Rig::new();
+        let io = |cmd, arg| abi::ioctl(&rig.env, &rig.file, cmd, arg, None);
+        assert_eq!(io(VFIO_GET_API_VERSION, 0), Ok(VFIO_API_VERSION));
+        assert_eq!(io(VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU), Ok(1));
+        assert_eq!(io(VFIO_CHECK_EXTENSION, VFIO_UPDATE_VADDR), Ok(0));
+        assert_eq!(io(VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU), Err(Errno::ENODEV));
+        // Other VFIO numbers (group, device, dirty pages) are not an iommufd's.
+        assert_eq!(io(VFIO_IOMMU_DIRTY_PAGES, rig.arg), Err(Errno::ENOTTY));
+        assert_eq!(io(VFIO_GET_API_VERSION + 3, rig.arg), Err(Errno::ENOTTY));
+        // Another type byte with a VFIO number: ENOTTY too.
+        assert_eq!(io(0x4b64, 0), Err(Errno::ENOTTY));
+        let mut t = Trace::default();
+        abi::ioctl(&rig.env, &rig.file, VFIO_CHECK_EXTENSION, 9, Some(&mut t)).unwrap();
+        assert_eq!(t.name, "VFIO_CHECK_EXTENSION");
+        assert_eq!(
+            abi::command_name(VFIO_IOMMU_MAP_DMA),
+            Some("VFIO_IOMMU_MAP_DMA")
+        );
+    }
+
+    #[test]
+    fn map_unmap_argsz_and_flags() {
+        let rig = Rig::new();
+        let mut map = vfio_iommu_type1_dma_map {
+            argsz: 1,
+            iova: 1 << 24,
+            size: PAGE_SIZE,
+            ..Default::default()
+        };
+        assert_eq!(rig.call(VFIO_IOMMU_MAP_DMA, &mut map), Err(Errno::EINVAL));
+        map.argsz = size_of::<vfio_iommu_type1_dma_map>();
+        map.flags = 1 << 31;
+        assert_eq!(rig.call(VFIO_IOMMU_MAP_DMA, &mut map), Err(Errno::EINVAL));
+        map.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
+        assert_eq!(rig.call(VFIO_IOMMU_MAP_DMA, &mut map), Err(Errno::ENODEV));
+        let mut unmap = vfio_iommu_type1_dma_unmap {
+            argsz: 1,
+            iova: 1 << 24,
+            size: PAGE_SIZE,
+            ..Default::default()
+        };
+        assert_eq!(
+            rig.call(VFIO_IOMMU_UNMAP_DMA, &mut unmap),
+            Err(Errno::EINVAL)
+        );
+        unmap.argsz = size_of::<vfio_iommu_type1_dma_unmap>();
+        unmap.flags = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP;
+        assert_eq!(
+            rig.call(VFIO_IOMMU_UNMAP_DMA, &mut unmap),
+            Err(Errno::EINVAL)
+        );
+        unmap.flags = 0;
+        assert_eq!(
+            rig.call(VFIO_IOMMU_UNMAP_DMA, &mut unmap),
+            Err(Errno::ENODEV)
+        );
+        let mut info = vfio_iommu_type1_info {
+            argsz: 15,
+            ..Default::default()
+        };
+        assert_eq!(rig.call(VFIO_IOMMU_GET_INFO, &mut info), Err(Errno::EINVAL));
+        info.argsz = 16;
+        assert_eq!(rig.call(VFIO_IOMMU_GET_INFO, &mut info), Err(Errno::ENODEV));
+    }
+
+    #[test]
+    fn map_and_unmap_through_the_compat_ioas() {
+        let rig = compat_rig(VFIO_TYPE1v2_IOMMU);
+        let buf = rig.space.mmap_anon(None, 8 * PAGE_SIZE, true).unwrap();
+        let mut map = vfio_iommu_type1_dma_map {
+            argsz: size_of::<vfio_iommu_type1_dma_map>(),
+            flags: VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+            vaddr: buf,
+            iova: MOCK_APERTURE_START,
+            size: 8 * PAGE_SIZE,
+        };
+        assert_eq!(rig.call(VFIO_IOMMU_MAP_DMA, &mut map), Ok(0));
+        let mut unmap = vfio_iommu_type1_dma_unmap {
+            argsz: size_of::<vfio_iommu_type1_dma_unmap>(),
+            flags: VFIO_DMA_UNMAP_FLAG_ALL,
+            iova: MOCK_APERTURE_START,
+            size: 0,
+        };
+        assert_eq!(
+            rig.call(VFIO_IOMMU_UNMAP_DMA, &mut unmap),
+            Err(Errno::EINVAL)
+        );
+        unmap.iova = 0;
+        assert_eq!(rig.call(VFIO_IOMMU_UNMAP_DMA, &mut unmap), Ok(0));
+        assert_eq!(unmap.size, 8 * PAGE_SIZE);
+        assert_eq!(rig.call(VFIO_IOMMU_MAP_DMA, &mut map), Ok(0));
+        unmap = vfio_iommu_type1_dma_unmap {
+            argsz: size_of::<vfio_iommu_type1_dma_unmap>(),
+            flags: 0,
+            iova: MOCK_APERTURE_START,
+            size: PAGE_SIZE,
+        };
+        // type1v2: part of a mapping is ENOENT.
+        assert_eq!(
+            rig.call(VFIO_IOMMU_UNMAP_DMA, &mut unmap),
+            Err(Errno::ENOENT)
+        );
+        unmap.size = 8 * PAGE_SIZE;
+        assert_eq!(rig.call(VFIO_IOMMU_UNMAP_DMA, &mut unmap), Ok(0));
+        assert_eq!(unmap.size, 8 * PAGE_SIZE);
+        assert_eq!(rig.call(VFIO_IOMMU_UNMAP_DMA, &mut unmap), Ok(0));
+        assert_eq!(unmap.size, 0);
+    }
+
+    /// The capability chain as the selftest walks it, at every `argsz` from the
+    /// pre-capability size up: nothing is written past `argsz`, and a reported
+    /// chain is whole.
+    #[test]
+    fn get_info_capability_chain() {
+        let rig = compat_rig(VFIO_TYPE1_IOMMU);
+        let info_size = std::mem::size_of::<vfio_iommu_type1_info>();
+        let run = |argsz: u32| -> Vec<u8> {
+            let mut bytes = vec![0xaau8; 256];
+            let head = vfio_iommu_type1_info {
+                argsz,
+                ..Default::default()
+            };
+            bytes[..info_size].copy_from_slice(head.as_bytes());
+            bytes[argsz as usize..info_size.max(argsz as usize)].fill(0xaa);
+            let (r, out) = rig.raw(VFIO_IOMMU_GET_INFO, &bytes);
+            assert_eq!(r, Ok(0), "argsz {argsz}");
+            assert!(
+                out[argsz as usize..].iter().all(|b| *b == 0xaa),
+                "written past argsz {argsz}"
+            );
+            out
+        };
+        let out = run(16);
+        let info = vfio_iommu_type1_info::read_from_bytes(&out[..info_size]).unwrap();
+        assert_eq!(info.flags, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS);
+        assert_eq!(info.iova_pgsizes & (PAGE_SIZE - 1), 0);
+        assert_ne!(info.iova_pgsizes & PAGE_SIZE, 0);
+        // 24 + dma_avail 12 + iova range header 16 + one range 16.
+        assert_eq!(info.argsz, 68);
+        let out = run(24);
+        let info = vfio_iommu_type1_info::read_from_bytes(&out[..info_size]).unwrap();
+        assert_eq!((info.argsz, info.cap_offset), (68, 0));
+        for argsz in 24..68 {
+            let out = run(argsz);
+            let info = vfio_iommu_type1_info::read_from_bytes(&out[..info_size]).unwrap();
+            assert_eq!(info.cap_offset, 0, "argsz {argsz}");
+        }
+        let out = run(68);
+        let info = vfio_iommu_type1_info::read_from_bytes(&out[..info_size]).unwrap();
+        assert_eq!(info.cap_offset, 24);
+        let avail = vfio_iommu_type1_info_dma_avail::read_from_bytes(&out[24..36]).unwrap();
+        assert_eq!(avail.header.id, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL);
+        assert_eq!(avail.header.version, 1);
+        assert_eq!(avail.header.next, 36);
+        assert_eq!(avail.avail, u32::MAX);
+        let cap = vfio_iommu_type1_info_cap_iova_range::read_from_bytes(&out[36..52]).unwrap();
+        assert_eq!(cap.header.id, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE);
+        assert_eq!(
+            (cap.header.version, cap.header.next, cap.nr_iovas),
+            (1, 0, 1)
+        );
+        let range = vfio_iova_range::read_from_bytes(&out[52..68]).unwrap();
+        assert_eq!(
+            (range.start, range.end),
+            (MOCK_APERTURE_START, MOCK_APERTURE_LAST)
+        );
+    }
+}

@@ -9,6 +9,8 @@
 //!   `include/uapi/linux/iommufd.h` (Linux v7.1).
 //! - [`mod@test`]: `drivers/iommu/iommufd/iommufd_test.h`, the `IOMMU_TEST_CMD` selftest
 //!   ioctl and the mock driver's formats, which the kernel's selftests need.
+//! - [`vfio`]: the VFIO type1 container items of `include/uapi/linux/vfio.h` that
+//!   an iommufd answers for compatibility.
 //! - [`ioctl`]: `const fn` versions of the `_IOC` macro family.
 //! - [`errno`]: [`Errno`], an open newtype over Linux error numbers.
 //! - [`cheader`]: the two C headers above, rendered back from these definitions, for
@@ -136,5 +138,6 @@ pub mod errno;
 pub mod ioctl;
 pub mod iommufd;
 pub mod test;
+pub mod vfio;
 
 pub use errno::Errno;

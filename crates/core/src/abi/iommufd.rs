@@ -87,11 +87,16 @@ pub static IOCTLS: &[IoctlOp] = &[
     op!(IOMMU_IOAS_UNMAP, iommu_ioas_unmap, length),
     op!(IOMMU_OPTION, iommu_option, val64),
     op!(IOMMU_TEST_CMD, iommu_test_cmd, last),
+    op!(IOMMU_VFIO_IOAS, iommu_vfio_ioas, __reserved),
 ];
 
 /// The name of an iommufd ioctl number.
 pub fn command_name(cmd: u32) -> Option<&'static str> {
-    IOCTLS.iter().find(|o| o.cmd == cmd).map(|o| o.name)
+    IOCTLS
+        .iter()
+        .find(|o| o.cmd == cmd)
+        .map(|o| o.name)
+        .or_else(|| super::vfio::command_name(cmd))
 }
 
 fn test_op_name(op: u32) -> &'static str {
@@ -176,7 +181,8 @@ describe_debug!(
     iommu_ioas_map,
     iommu_ioas_map_file,
     iommu_ioas_unmap,
-    iommu_option
+    iommu_option,
+    iommu_vfio_ioas
 );
 
 impl Describe for iommu_test_cmd {
@@ -291,10 +297,13 @@ pub(super) fn ioctl(
     if let Some(t) = trace.as_deref_mut() {
         t.name = command_name(cmd).map_or_else(|| format!("{cmd:#x}"), str::to_string);
     }
-    // Commands of the iommufd range read their size first, as the kernel does;
-    // anything else is not an iommufd command (VFIO's type-1 ioctls on an iommufd
-    // are not implemented yet).
-    if _IOC_TYPE(cmd) != IOMMUFD_TYPE || !(IOMMUFD_CMD_BASE..=IOMMUFD_CMD_BASE + 32).contains(&nr) {
+    // Numbers outside the iommufd range are VFIO's (the kernel's main.c looks
+    // at the number alone); commands of the range read their size first, as the
+    // kernel does.
+    if !(IOMMUFD_CMD_BASE..=IOMMUFD_CMD_BASE + 32).contains(&nr) {
+        return super::vfio::ioctl(ctx, cmd, arg, trace);
+    }
+    if _IOC_TYPE(cmd) != IOMMUFD_TYPE {
         return Err(Errno::ENOTTY);
     }
     let space = ctx.process().space.clone();
@@ -501,6 +510,26 @@ pub(super) fn ioctl(
             }
             ctx.ioas_change_process()?;
             Ok(Reply::None)
+        }),
+        IOMMU_VFIO_IOAS => run(&u, min, t, |c: &mut iommu_vfio_ioas| {
+            if c.__reserved != 0 {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            match c.op {
+                IOMMU_VFIO_IOAS_GET => {
+                    c.ioas_id = ctx.vfio_ioas_get()?;
+                    Ok(Reply::Respond)
+                }
+                IOMMU_VFIO_IOAS_SET => {
+                    ctx.vfio_ioas_set(c.ioas_id)?;
+                    Ok(Reply::None)
+                }
+                IOMMU_VFIO_IOAS_CLEAR => {
+                    ctx.vfio_ioas_clear();
+                    Ok(Reply::None)
+                }
+                _ => Err(Errno::EOPNOTSUPP),
+            }
         }),
         IOMMU_TEST_CMD => {
             let op = std::cell::Cell::new(None);
@@ -730,6 +759,7 @@ mod tests {
         assert_eq!(min(IOMMU_IOAS_CHANGE_PROCESS), 8);
         assert_eq!(min(IOMMU_TEST_CMD), 68);
         assert_eq!(min(IOMMU_FAULT_QUEUE_ALLOC), 16);
+        assert_eq!(min(IOMMU_VFIO_IOAS), 12);
     }
 
     #[test]

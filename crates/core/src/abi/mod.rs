@@ -11,7 +11,8 @@
 //!   E2BIG;
 //! - output is copied back, `min(user size, our size)` bytes, only on success
 //!   (except where the kernel copies before failing, e.g. EMSGSIZE);
-//! - an unknown command number is ENOTTY;
+//! - an unknown command number is ENOTTY; numbers below iommufd's range go to
+//!   VFIO's type1 container ioctls, which have their own `argsz` rules;
 //! - every user pointer is read and written through the caller's
 //!   [`crate::mem::AddressSpace`], so a bad pointer is EFAULT, never a fault in our
 //!   code.
@@ -26,6 +27,7 @@
 //! through [`FaultHandle::set_readiness`].
 
 mod iommufd;
+mod vfio;
 
 use crate::error::Error;
 use crate::iommufd::{AccessHandle, FaultHandle, Iommufd};
@@ -36,6 +38,7 @@ use std::sync::Arc;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 pub use iommufd::{command_name, IOCTLS};
+pub use vfio::VFIO_IOCTLS;
 
 /// A file softiommu answers for.
 #[derive(Debug)]

@@ -204,6 +204,9 @@ pub struct CtxInner {
     /// The process calling into the context (the kernel's `current`).
     pub(crate) process: Mutex<Arc<Process>>,
     pub(crate) account_mode: Mutex<AccountMode>,
+    /// The IOAS the VFIO compatibility ioctls act on (`IOMMU_VFIO_IOAS`);
+    /// cleared when that IOAS is destroyed. Taken after the object table.
+    pub(crate) vfio_ioas: Mutex<Option<u32>>,
 }
 
 /// A handle on an iommufd context: what an open `/dev/iommu` file is.
@@ -223,6 +226,7 @@ impl Iommufd {
                 table: Mutex::new(Table::default()),
                 process: Mutex::new(process.clone()),
                 account_mode: Mutex::new(AccountMode::User),
+                vfio_ioas: Mutex::new(None),
             }),
         }
     }
@@ -305,7 +309,14 @@ impl CtxInner {
     /// Releases what an object removed from the table holds.
     pub(crate) fn teardown(&self, obj: Object) {
         match obj {
-            Object::Ioas(ioas) => ioas.destroy(),
+            Object::Ioas(ioas) => {
+                let mut compat = self.vfio_ioas.lock().expect("context lock poisoned");
+                if *compat == Some(ioas.id) {
+                    *compat = None;
+                }
+                drop(compat);
+                ioas.destroy()
+            }
             Object::HwptPaging(hwpt) => hwpt.destroy(self),
             Object::HwptNested(hwpt) => hwpt.destroy(self),
             Object::Device(idev) => idev.destroy(self),

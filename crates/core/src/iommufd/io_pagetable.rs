@@ -759,6 +759,75 @@ impl IoPagetable {
         Ok(())
     }
 
+    /// Splits the area holding `iova` so that `iova` is the last IOVA of one area
+    /// (the kernel's `iopt_area_split`, for VFIO type1's unmap of part of a
+    /// mapping). Nothing to do when no area holds `iova` or it already ends or
+    /// starts one. EBUSY while an unmap waits on the area; EINVAL when the cut
+    /// is not aligned, an access pins the area, or a domain may hold large
+    /// IOPTEs across the cut (large pages not disabled).
+    pub fn split_area(&mut self, iova: u64) -> Result<()> {
+        let Some((r, area)) = self.areas.find(iova) else {
+            return Ok(());
+        };
+        if iova == r.start || iova == r.last {
+            return Ok(());
+        }
+        if area.prevent_access {
+            return Err(Error::Busy("an unmap waits on the area"));
+        }
+        let new_start = iova + 1;
+        let align = self.iova_alignment;
+        if new_start & (align - 1) != 0 || area.start_byte_at(r, new_start) & (align - 1) != 0 {
+            return Err(Error::Invalid("cut not aligned"));
+        }
+        if area.num_accesses > 0 {
+            return Err(Error::Invalid("an access pins the area"));
+        }
+        if !self.domains.is_empty() && !self.disable_large_pages {
+            return Err(Error::Invalid("domains may hold large IOPTEs"));
+        }
+        inject::point("area split")?;
+        let (r, area) = self.areas.remove(r.start).expect("area just found");
+        let rhs = Area {
+            start_byte: area.start_byte_at(r, new_start),
+            ..area.clone()
+        };
+        // Each half holds its own index range: the cut is page aligned whenever
+        // there is a domain (the alignment is at least a page then), so the two
+        // ranges do not share a page and the holds need no change.
+        self.areas.insert(IovaRange::new(r.start, iova), area);
+        self.areas.insert(IovaRange::new(new_start, r.last), rhs);
+        Ok(())
+    }
+
+    /// Makes each of `iovas` the last IOVA of an area, in order (the kernel's
+    /// `iopt_cut_iova`); stops at the first failure, keeping earlier cuts.
+    pub fn cut_iova(&mut self, iovas: &[u64]) -> Result<()> {
+        for &iova in iovas {
+            self.split_area(iova)?;
+        }
+        Ok(())
+    }
+
+    /// The holes between reserved ranges: what VFIO reports as usable IOVA.
+    pub fn reserved_holes(&self) -> Vec<IovaRange> {
+        self.reserved_union.holes(IovaRange::ALL)
+    }
+
+    /// The page sizes VFIO reports (`iova_pgsizes`): those every domain has, with
+    /// everything below a page folded into the page size, and at least the IOVA
+    /// alignment.
+    pub fn vfio_pgsizes(&self) -> u64 {
+        let mut bitmap = self
+            .domains
+            .iter()
+            .fold(u64::MAX, |b, d| b & d.pgsize_bitmap());
+        if bitmap & (PAGE_SIZE - 1) != 0 {
+            bitmap = (bitmap & !(PAGE_SIZE - 1)) | PAGE_SIZE;
+        }
+        bitmap.max(self.iova_alignment)
+    }
+
     /// `IOMMU_OPTION_HUGE_PAGES` 1.
     pub fn enable_large_pages(&mut self) {
         self.disable_large_pages = false;
