@@ -10,6 +10,7 @@
 use super::context::{CtxInner, Iommufd, Object};
 use super::device::{Access, AccessOps, IommufdDevice};
 use super::hw_pagetable::Hwpt;
+use super::hw_pagetable::HwptPaging;
 use crate::error::{Error, Result};
 use crate::iommu::mock::{
     MockDomain, MockDriver, MockNestedDomain, MOCK_FLAGS_DEVICE_ALL, MOCK_IO_PAGE_SIZE,
@@ -36,6 +37,14 @@ static TEMP_MEMORY_LIMIT: AtomicU64 = AtomicU64::new(DEFAULT_TEMP_MEMORY_LIMIT);
 fn mock_driver() -> Arc<MockDriver> {
     static DRIVER: OnceLock<Arc<MockDriver>> = OnceLock::new();
     DRIVER.get_or_init(MockDriver::new).clone()
+}
+
+/// The mock domain of a paging HWPT; EINVAL for another driver's.
+fn mock_domain(hwpt: &HwptPaging) -> Result<&MockDomain> {
+    hwpt.domain
+        .as_any()
+        .downcast_ref::<MockDomain>()
+        .ok_or(Error::Invalid("not a mock domain"))
 }
 
 /// A selftest mock device: the `stdev` object `MOCK_DOMAIN` creates.
@@ -298,11 +307,7 @@ impl Iommufd {
             return Err(Error::Invalid("check range not IO page aligned"));
         }
         let hwpt = self.get_hwpt_paging(hwpt_id)?;
-        let mock = hwpt
-            .domain
-            .as_any()
-            .downcast_ref::<MockDomain>()
-            .ok_or(Error::Invalid("not a mock domain"))?;
+        let mock = mock_domain(&hwpt)?;
         let space = self.process().space.clone();
         let mut at = 0;
         while at < length {
@@ -440,11 +445,7 @@ impl Iommufd {
             return Err(Error::Invalid("dirty range"));
         }
         let hwpt = self.get_hwpt_paging(hwpt_id)?;
-        let mock = hwpt
-            .domain
-            .as_any()
-            .downcast_ref::<MockDomain>()
-            .ok_or(Error::Invalid("not a mock domain"))?;
+        let mock = mock_domain(&hwpt)?;
         if !mock.dirty_tracking() {
             return Err(Error::Invalid("dirty tracking is off"));
         }
