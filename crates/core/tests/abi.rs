@@ -41,6 +41,30 @@ struct Rig {
 }
 
 impl Rig {
+    /// IOMMU_IOAS_ALLOC; returns the IOAS ID.
+    fn ioas(&self) -> u32 {
+        let mut alloc = iommu_ioas_alloc {
+            size: size_of::<iommu_ioas_alloc>(),
+            ..Default::default()
+        };
+        assert_eq!(self.call(IOMMU_IOAS_ALLOC, &mut alloc), Ok(0));
+        alloc.out_ioas_id
+    }
+
+    /// MOCK_DOMAIN_FLAGS on `pt_id`; returns the bound device's ID.
+    fn mock_device(&self, pt_id: u32, dev_flags: u32) -> u32 {
+        let mut md = iommu_test_cmd::new(
+            pt_id,
+            &iommu_test_cmd_mock_domain_flags {
+                dev_flags,
+                ..Default::default()
+            },
+        );
+        assert_eq!(self.call(IOMMU_TEST_CMD, &mut md), Ok(0));
+        md.payload_as::<iommu_test_cmd_mock_domain_flags>()
+            .out_idev_id
+    }
+
     fn new() -> Rig {
         let mem = SimMemory::new(1 << 30).unwrap();
         let space = SimAddressSpace::new(&mem);
@@ -237,22 +261,8 @@ fn test_cmd_mock_domain_and_access_fd() {
 #[test]
 fn get_hw_info_copies_what_fits_and_zeroes_the_rest() {
     let rig = Rig::new();
-    let mut alloc = iommu_ioas_alloc {
-        size: size_of::<iommu_ioas_alloc>(),
-        ..Default::default()
-    };
-    rig.call(IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
-    let mut md = iommu_test_cmd::new(
-        alloc.out_ioas_id,
-        &iommu_test_cmd_mock_domain_flags {
-            dev_flags: MOCK_FLAGS_DEVICE_PASID,
-            ..Default::default()
-        },
-    );
-    rig.call(IOMMU_TEST_CMD, &mut md).unwrap();
-    let idev = md
-        .payload_as::<iommu_test_cmd_mock_domain_flags>()
-        .out_idev_id;
+    let ioas = rig.ioas();
+    let idev = rig.mock_device(ioas, MOCK_FLAGS_DEVICE_PASID);
     let data = rig.space.mmap_anon(None, PAGE_SIZE, true).unwrap();
     rig.space.write(data, &[0xffu8; 16]).unwrap();
     let mut info = iommu_hw_info {
@@ -303,26 +313,12 @@ fn get_hw_info_copies_what_fits_and_zeroes_the_rest() {
 #[test]
 fn hwpt_alloc_paging() {
     let rig = Rig::new();
-    let mut alloc = iommu_ioas_alloc {
-        size: size_of::<iommu_ioas_alloc>(),
-        ..Default::default()
-    };
-    rig.call(IOMMU_IOAS_ALLOC, &mut alloc).unwrap();
-    let mut md = iommu_test_cmd::new(
-        alloc.out_ioas_id,
-        &iommu_test_cmd_mock_domain_flags {
-            dev_flags: MOCK_FLAGS_DEVICE_NO_DIRTY,
-            ..Default::default()
-        },
-    );
-    rig.call(IOMMU_TEST_CMD, &mut md).unwrap();
-    let idev = md
-        .payload_as::<iommu_test_cmd_mock_domain_flags>()
-        .out_idev_id;
+    let ioas = rig.ioas();
+    let idev = rig.mock_device(ioas, MOCK_FLAGS_DEVICE_NO_DIRTY);
     let mut h = iommu_hwpt_alloc {
         size: size_of::<iommu_hwpt_alloc>(),
         dev_id: idev,
-        pt_id: alloc.out_ioas_id,
+        pt_id: ioas,
         ..Default::default()
     };
     assert_eq!(rig.call(IOMMU_HWPT_ALLOC, &mut h), Ok(0));
@@ -336,7 +332,7 @@ fn hwpt_alloc_paging() {
     // The IOAS is in use by the HWPT until it goes.
     let mut d = iommu_destroy {
         size: size_of::<iommu_destroy>(),
-        id: alloc.out_ioas_id,
+        id: ioas,
     };
     assert_eq!(rig.call(IOMMU_DESTROY, &mut d), Err(Errno::EBUSY));
 }
