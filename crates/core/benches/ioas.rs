@@ -255,11 +255,7 @@ fn sweep(ctx: &Iommufd, ioas: u32, va: u64, len: u64, chunk: u64, reps: usize) -
 
 /// A second mock domain, loaded straight into the IOAS's page table.
 fn second_domain(ctx: &Iommufd, ioas: u32) -> Arc<dyn Domain> {
-    let dev = Device {
-        name: "bench_mock".into(),
-        driver: MockDriver::new(),
-        flags: 0,
-    };
+    let dev = Device::new("bench_mock", MockDriver::new(), 0);
     let domain = MockDriver
         .domain_alloc_paging(&dev, PagingFlags::default())
         .expect("mock domain");

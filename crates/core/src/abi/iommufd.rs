@@ -116,6 +116,10 @@ fn test_op_name(op: u32) -> &'static str {
         IOMMU_TEST_OP_DIRTY => "DIRTY",
         IOMMU_TEST_OP_MD_CHECK_IOTLB => "MD_CHECK_IOTLB",
         IOMMU_TEST_OP_TRIGGER_IOPF => "TRIGGER_IOPF",
+        IOMMU_TEST_OP_PASID_ATTACH => "PASID_ATTACH",
+        IOMMU_TEST_OP_PASID_REPLACE => "PASID_REPLACE",
+        IOMMU_TEST_OP_PASID_DETACH => "PASID_DETACH",
+        IOMMU_TEST_OP_PASID_CHECK_HWPT => "PASID_CHECK_HWPT",
         _ => "?",
     }
 }
@@ -214,6 +218,10 @@ impl Describe for iommu_test_cmd {
             IOMMU_TEST_OP_DIRTY => hex(&self.payload_as::<iommu_test_cmd_dirty>()),
             IOMMU_TEST_OP_MD_CHECK_IOTLB => hex(&self.payload_as::<iommu_test_cmd_check_iotlb>()),
             IOMMU_TEST_OP_TRIGGER_IOPF => hex(&self.payload_as::<iommu_test_cmd_trigger_iopf>()),
+            IOMMU_TEST_OP_PASID_ATTACH => hex(&self.payload_as::<iommu_test_cmd_pasid_attach>()),
+            IOMMU_TEST_OP_PASID_REPLACE => hex(&self.payload_as::<iommu_test_cmd_pasid_replace>()),
+            IOMMU_TEST_OP_PASID_DETACH => hex(&self.payload_as::<iommu_test_cmd_pasid_detach>()),
+            IOMMU_TEST_OP_PASID_CHECK_HWPT => hex(&self.payload_as::<iommu_test_cmd_pasid_check>()),
             _ => hex(&self.payload),
         };
         format!(
@@ -729,6 +737,31 @@ fn test_cmd(env: &dyn Env, ctx: &Iommufd, c: &mut iommu_test_cmd) -> Result<Repl
         IOMMU_TEST_OP_TRIGGER_IOPF => {
             let p: iommu_test_cmd_trigger_iopf = c.payload_as();
             ctx.test_trigger_iopf(p.dev_id, p.pasid, p.grpid, p.perm, p.addr)?;
+            Ok(Reply::None)
+        }
+        IOMMU_TEST_OP_PASID_ATTACH => {
+            let p: iommu_test_cmd_pasid_attach = c.payload_as();
+            let pt_id = ctx.test_pasid_attach(c.id, p.pasid, p.pt_id)?;
+            c.payload_mut::<iommu_test_cmd_pasid_attach>().pt_id = pt_id;
+            let (ctx, stdev_id) = (ctx.clone(), c.id);
+            Ok(Reply::RespondOrUndo(Box::new(move || {
+                let _ = ctx.test_pasid_detach(stdev_id, p.pasid);
+            })))
+        }
+        IOMMU_TEST_OP_PASID_REPLACE => {
+            let p: iommu_test_cmd_pasid_replace = c.payload_as();
+            let pt_id = ctx.test_pasid_replace(c.id, p.pasid, p.pt_id)?;
+            c.payload_mut::<iommu_test_cmd_pasid_replace>().pt_id = pt_id;
+            Ok(Reply::Respond)
+        }
+        IOMMU_TEST_OP_PASID_DETACH => {
+            let p: iommu_test_cmd_pasid_detach = c.payload_as();
+            ctx.test_pasid_detach(c.id, p.pasid)?;
+            Ok(Reply::None)
+        }
+        IOMMU_TEST_OP_PASID_CHECK_HWPT => {
+            let p: iommu_test_cmd_pasid_check = c.payload_as();
+            ctx.test_pasid_check_hwpt(c.id, p.pasid, p.hwpt_id)?;
             Ok(Reply::None)
         }
         _ => Err(Errno::EOPNOTSUPP),

@@ -29,6 +29,7 @@
 //! selftest's `MD_CHECK_IOTLB` can see which requests arrived. Any mock device
 //! can attach to one (it has no dirty tracking).
 
+use super::dma::{DmaFence, Translation};
 use super::{
     pick_pgsize, Device, Domain, Driver, NestedDomain, PagingFlags, UserData, UserDataArray,
 };
@@ -40,9 +41,9 @@ use softiommu_uapi::iommufd::{IOMMU_HWPT_ALLOC_PASID, IOMMU_HW_INFO_TYPE_DEFAULT
 use softiommu_uapi::test::{
     iommu_hwpt_invalidate_selftest, iommu_hwpt_selftest, iommu_test_hw_info,
     IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL,
-    IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_TEST_INVALIDATE_FLAG_ALL, MOCK_APERTURE_LAST,
-    MOCK_APERTURE_START, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_NESTED_DOMAIN_IOTLB_NUM,
-    MOCK_PASID_WIDTH,
+    IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_TEST_PASID_RESERVED,
+    MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
+    MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_PASID_WIDTH,
 };
 use softiommu_uapi::Errno;
 use std::any::Any;
@@ -65,6 +66,9 @@ pub const MOCK_FLAGS_DEVICE_PASID: u32 = 1 << 2;
 /// Every mock device flag.
 pub const MOCK_FLAGS_DEVICE_ALL: u32 =
     MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | MOCK_FLAGS_DEVICE_PASID;
+
+/// Mock device state: the next change at `IOMMU_TEST_PASID_RESERVED` fails.
+const MOCK_STATE_PASID_FAIL: u32 = 1 << 0;
 
 /// The mock IOMMU driver.
 #[derive(Debug, Default)]
@@ -99,6 +103,25 @@ impl Driver for MockDriver {
         Ok((IOMMU_HW_INFO_TYPE_SELFTEST, info.as_bytes().to_vec()))
     }
 
+    fn set_dev_pasid(&self, dev: &Device, pasid: u32, attach: bool) -> Result<()> {
+        // The selftest's PASID IOMMU_TEST_PASID_RESERVED: every second change to
+        // a domain fails, so that a failed replace can be tested.
+        if pasid == IOMMU_TEST_PASID_RESERVED {
+            let armed = dev
+                .driver_state
+                .fetch_xor(MOCK_STATE_PASID_FAIL, Ordering::Relaxed)
+                & MOCK_STATE_PASID_FAIL
+                != 0;
+            if !attach {
+                dev.driver_state
+                    .fetch_and(!MOCK_STATE_PASID_FAIL, Ordering::Relaxed);
+            } else if armed {
+                return Err(Error::NoMem("mock PASID replace failure"));
+            }
+        }
+        Ok(())
+    }
+
     fn dirty_tracking_capable(&self, dev: &Device) -> bool {
         dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY == 0
     }
@@ -124,7 +147,7 @@ impl Driver for MockDriver {
     fn domain_alloc_nested(
         &self,
         _dev: &Device,
-        parent: &dyn Domain,
+        parent: &Arc<dyn Domain>,
         flags: u32,
         data: &UserData<'_>,
     ) -> Result<Arc<dyn NestedDomain>> {
@@ -144,6 +167,7 @@ impl Driver for MockDriver {
         Ok(Arc::new(MockNestedDomain {
             iotlb: Mutex::new([cfg.iotlb; MOCK_NESTED_DOMAIN_IOTLB_NUM as usize]),
             flags,
+            parent: parent.clone(),
         }))
     }
 
@@ -161,6 +185,8 @@ pub struct MockNestedDomain {
     /// The IOTLB entries, as allocation and invalidation left them.
     iotlb: Mutex<[u32; MOCK_NESTED_DOMAIN_IOTLB_NUM as usize]>,
     flags: u32,
+    /// The paging parent: with no stage-1 table, DMA translates through it alone.
+    parent: Arc<dyn Domain>,
 }
 
 impl MockNestedDomain {
@@ -206,6 +232,14 @@ impl NestedDomain for MockNestedDomain {
         })();
         array.entry_num = processed;
         result
+    }
+
+    fn translate(&self, iova: u64, write: bool) -> Option<Translation> {
+        self.parent.translate(iova, write)
+    }
+
+    fn fence(&self) -> &DmaFence {
+        self.parent.fence()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -255,6 +289,7 @@ pub struct MockDomain {
     /// Dirty bits and the tracking switch; taken after `extents`.
     dirty: Mutex<DirtyState>,
     warnings: AtomicU64,
+    fence: DmaFence,
 }
 
 impl MockDomain {
@@ -266,6 +301,7 @@ impl MockDomain {
             extents: Mutex::default(),
             dirty: Mutex::default(),
             warnings: AtomicU64::new(0),
+            fence: DmaFence::default(),
         }
     }
 
@@ -429,11 +465,39 @@ impl Domain for MockDomain {
             dirty.clear(r);
             unmapped += r.len().unwrap_or(u64::MAX);
         }
+        drop((extents, dirty));
+        self.fence.drain();
         unmapped
     }
 
     fn iova_to_phys(&self, iova: u64) -> Option<u64> {
         self.lookup(iova).map(|(r, e)| e.phys + (iova - r.start))
+    }
+
+    fn translate(&self, iova: u64, write: bool) -> Option<Translation> {
+        let extents = self.extents.lock().expect("mock domain poisoned");
+        let (r, e) = extents.find(iova)?;
+        let page = (iova - r.start) & !(e.pgsize - 1);
+        let t = Translation {
+            iova: r.start + page,
+            phys: e.phys + page,
+            size: e.pgsize,
+            prot: e.prot,
+        };
+        if !t.allows(write) {
+            return None;
+        }
+        if write {
+            let mut dirty = self.dirty.lock().expect("mock dirty state poisoned");
+            if dirty.tracking {
+                dirty.pages.insert(t.iova / MOCK_IO_PAGE_SIZE);
+            }
+        }
+        Some(t)
+    }
+
+    fn fence(&self) -> &DmaFence {
+        &self.fence
     }
 
     fn has_dirty_ops(&self) -> bool {
@@ -553,11 +617,7 @@ mod tests {
     use super::*;
 
     fn dev(flags: u32) -> Device {
-        Device {
-            name: "mock".into(),
-            driver: MockDriver::new(),
-            flags,
-        }
+        Device::new("mock", MockDriver::new(), flags)
     }
 
     #[test]

@@ -17,14 +17,18 @@
 //!
 //! Drivers: [`mock`], the kernel selftest's mock IOMMU.
 
+pub mod dma;
 pub mod mock;
 
 use crate::error::{Error, Result};
 use crate::mem::AddressSpace;
 use crate::range::IovaRange;
+use dma::{Attachment, DmaFence, Translation};
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, RwLock};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// DMA may read through the mapping (`IOMMU_READ`).
@@ -64,6 +68,15 @@ pub trait Domain: Send + Sync + Debug {
     /// The physical address `iova` translates to, if mapped.
     fn iova_to_phys(&self, iova: u64) -> Option<u64>;
 
+    /// Translates `iova` for a DMA access, as the hardware would: through its
+    /// IOTLB if it has one, else by a walk. A write that translates marks the
+    /// page dirty when dirty tracking is on. `None` is a translation fault
+    /// (unmapped, or mapped without the permission).
+    fn translate(&self, iova: u64, write: bool) -> Option<Translation>;
+
+    /// The fence DMA through the domain holds while copying; unmap drains it.
+    fn fence(&self) -> &DmaFence;
+
     /// Whether the domain has dirty-tracking operations.
     fn has_dirty_ops(&self) -> bool;
 
@@ -102,6 +115,14 @@ pub trait NestedDomain: Send + Sync + Debug {
     /// (the kernel's `cache_invalidate_user`). Sets `array.entry_num` to the
     /// number of requests handled, also when one fails.
     fn cache_invalidate_user(&self, array: &mut UserDataArray<'_>) -> Result<()>;
+
+    /// Translates `iova` through both stages for a DMA access (see
+    /// [`Domain::translate`]).
+    fn translate(&self, iova: u64, write: bool) -> Option<Translation>;
+
+    /// The fence DMA through the domain holds while copying: its parent's, so
+    /// that unmapping from the parent waits for DMA through its children.
+    fn fence(&self) -> &DmaFence;
 
     /// For drivers' and checks' own downcasts.
     fn as_any(&self) -> &dyn Any;
@@ -215,6 +236,40 @@ pub struct Device {
     pub driver: Arc<dyn Driver>,
     /// Driver-private device flags (the mock's `MOCK_FLAGS_DEVICE_*`).
     pub flags: u32,
+    /// What each PASID is attached to, as the IOMMU's context and PASID tables
+    /// say ([`dma::NO_PASID`] for requests without one).
+    attachments: RwLock<BTreeMap<u32, Attachment>>,
+    /// Scratch state of the driver's own.
+    driver_state: AtomicU32,
+}
+
+impl Device {
+    /// A device named `name` behind `driver`, attached to nothing.
+    pub fn new(name: impl Into<String>, driver: Arc<dyn Driver>, flags: u32) -> Device {
+        Device {
+            name: name.into(),
+            driver,
+            flags,
+            attachments: RwLock::default(),
+            driver_state: AtomicU32::new(0),
+        }
+    }
+
+    /// What `pasid` is attached to.
+    pub fn attachment(&self, pasid: u32) -> Option<Attachment> {
+        let table = self.attachments.read().unwrap_or_else(|e| e.into_inner());
+        table.get(&pasid).cloned()
+    }
+
+    /// Points `pasid` at `attachment` (`None`: blocks it). Accesses already past
+    /// translation finish on the old domain.
+    pub fn set_attachment(&self, pasid: u32, attachment: Option<Attachment>) {
+        let mut table = self.attachments.write().unwrap_or_else(|e| e.into_inner());
+        match attachment {
+            Some(a) => table.insert(pasid, a),
+            None => table.remove(&pasid),
+        };
+    }
 }
 
 /// An IOMMU driver.
@@ -233,7 +288,7 @@ pub trait Driver: Send + Sync + Debug {
     fn domain_alloc_nested(
         &self,
         _dev: &Device,
-        _parent: &dyn Domain,
+        _parent: &Arc<dyn Domain>,
         _flags: u32,
         _data: &UserData<'_>,
     ) -> Result<Arc<dyn NestedDomain>> {
@@ -250,6 +305,13 @@ pub trait Driver: Send + Sync + Debug {
     /// (`IOMMU_HW_INFO_TYPE_DEFAULT`: the driver's own): its type and bytes.
     /// EOPNOTSUPP for a type the driver does not speak.
     fn hw_info(&self, dev: &Device, in_type: u32) -> Result<(u32, Vec<u8>)>;
+
+    /// Points `pasid` of `dev` at a new domain (`attach`) or blocks it (the
+    /// kernel's `set_dev_pasid`, with the blocked domain for `!attach`). A
+    /// failed attach leaves the PASID as it was; blocking never fails.
+    fn set_dev_pasid(&self, _dev: &Device, _pasid: u32, _attach: bool) -> Result<()> {
+        Ok(())
+    }
 
     /// Whether the IOMMU can track dirty pages for `dev`.
     fn dirty_tracking_capable(&self, dev: &Device) -> bool;

@@ -21,7 +21,9 @@ use super::context::{Iommufd, Object};
 use super::hw_pagetable::Hwpt;
 use super::io_pagetable::{domain_key, ReservedOwner};
 use super::pages::Pages;
+use crate::iommu::dma::AttachedDomain;
 use crate::iommu::mock::{MockDomain, MOCK_IO_PAGE_SIZE};
+use crate::iommu::Device;
 use crate::mem::{PinTable, PAGE_SHIFT, PAGE_SIZE};
 use crate::range::{CountMap, IovaRange};
 use std::collections::HashMap;
@@ -109,7 +111,7 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                 );
             }
             Object::Device(d) => {
-                if let Some(h) = d.hwpt() {
+                for (pasid, h) in d.attachments() {
                     *expect_users.entry(h.id()).or_default() += 1;
                     let published = objects.iter().any(|(hid, o, _)| {
                         *hid == h.id()
@@ -121,7 +123,13 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                     });
                     ensure!(
                         published,
-                        "device {} attached to HWPT {} that is not in the table",
+                        "device {} PASID {pasid} attached to HWPT {} that is not in the table",
+                        d.id,
+                        h.id()
+                    );
+                    ensure!(
+                        programmed(&d.dev, pasid, &h),
+                        "device {} PASID {pasid}: the IOMMU does not translate through HWPT {}",
                         d.id,
                         h.id()
                     );
@@ -428,4 +436,13 @@ pub fn check_pins(ctx: &Iommufd, pins: &PinTable) -> Result<(), String> {
     let got = pins.snapshot();
     ensure!(got == want, "pin table {:?}, expected {:?}", got, want);
     Ok(())
+}
+
+/// Whether the IOMMU translates `pasid` of `dev` through `hwpt`'s domain.
+fn programmed(dev: &Device, pasid: u32, hwpt: &Hwpt) -> bool {
+    match (dev.attachment(pasid).map(|a| a.domain), hwpt) {
+        (Some(AttachedDomain::Paging(a)), Hwpt::Paging(b)) => Arc::ptr_eq(&a, &b.domain),
+        (Some(AttachedDomain::Nested(a)), Hwpt::Nested(b)) => Arc::ptr_eq(&a, &b.domain),
+        _ => false,
+    }
 }

@@ -17,14 +17,18 @@
 //! callback is called with no IOAS lock held.
 
 use super::context::{CtxInner, Iommufd, Object};
+use super::fault::Fault;
 use super::hw_pagetable::{Hwpt, HwptPaging};
 use super::ioas::Ioas;
 use crate::error::{Error, Result};
+use crate::iommu::dma::{AttachedDomain, Attachment, IopfHandler, PageResponse, NO_PASID};
 use crate::iommu::{Device, PagingFlags, IOMMU_WRITE};
 use crate::mem::{FrameRun, PAGE_SIZE};
 use crate::range::IovaRange;
+use softiommu_uapi::iommufd::IOMMUFD_PAGE_RESP_SUCCESS;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// A device bound to a context.
 #[derive(Debug)]
@@ -33,18 +37,89 @@ pub struct IommufdDevice {
     pub id: u32,
     /// The device.
     pub dev: Arc<Device>,
-    /// The HWPT the device is attached to.
-    hwpt: Mutex<Option<Hwpt>>,
+    /// The HWPT each PASID is attached to ([`NO_PASID`]: the device itself).
+    attached: Mutex<BTreeMap<u32, Hwpt>>,
 }
 
 impl IommufdDevice {
-    /// The HWPT the device is attached to.
+    /// The HWPT the device (its requester ID) is attached to.
     pub fn hwpt(&self) -> Option<Hwpt> {
-        self.hwpt.lock().expect("device lock poisoned").clone()
+        self.hwpt_at(NO_PASID)
+    }
+
+    /// The HWPT `pasid` is attached to.
+    pub fn hwpt_at(&self, pasid: u32) -> Option<Hwpt> {
+        self.attached().get(&pasid).cloned()
+    }
+
+    /// Every attachment, by PASID.
+    pub fn attachments(&self) -> Vec<(u32, Hwpt)> {
+        self.attached()
+            .iter()
+            .map(|(p, h)| (*p, h.clone()))
+            .collect()
+    }
+
+    fn attached(&self) -> MutexGuard<'_, BTreeMap<u32, Hwpt>> {
+        self.attached.lock().expect("device lock poisoned")
+    }
+
+    /// Programs the IOMMU: DMA at `pasid` now goes through `hwpt` (`None`:
+    /// blocked). Page requests go to the HWPT's fault queue, tagged with our ID.
+    fn program(&self, pasid: u32, hwpt: Option<&Hwpt>) {
+        let attachment = hwpt.map(|h| Attachment {
+            domain: match h {
+                Hwpt::Paging(p) => AttachedDomain::Paging(p.domain.clone()),
+                Hwpt::Nested(n) => AttachedDomain::Nested(n.domain.clone()),
+            },
+            iopf: h.fault().map(|f| {
+                Arc::new(FaultSink {
+                    fault: f.clone(),
+                    dev_id: self.id,
+                }) as Arc<dyn IopfHandler>
+            }),
+        });
+        self.dev.set_attachment(pasid, attachment);
     }
 
     pub(crate) fn destroy(&self, _ctx: &CtxInner) {
-        debug_assert!(self.hwpt().is_none(), "device destroyed while attached");
+        debug_assert!(
+            self.attached().is_empty(),
+            "device destroyed while attached"
+        );
+    }
+}
+
+/// A HWPT's fault queue as the page request handler of one bound device.
+#[derive(Debug)]
+struct FaultSink {
+    fault: Arc<Fault>,
+    dev_id: u32,
+}
+
+impl IopfHandler for FaultSink {
+    fn page_request(&self, _dev: &Device, pasid: u32, addr: u64, perm: u32) -> PageResponse {
+        match self.fault.request(self.dev_id, pasid, perm, addr) {
+            IOMMUFD_PAGE_RESP_SUCCESS => PageResponse::Success,
+            _ => PageResponse::Invalid,
+        }
+    }
+}
+
+/// What an attach names: a HWPT, or an IOAS to find or make an automatic one in.
+enum Target {
+    Hwpt(Hwpt),
+    Ioas(Arc<Ioas>),
+}
+
+impl Target {
+    /// Whether the HWPT may share the device with PASID attachments (allocated
+    /// with `IOMMU_HWPT_ALLOC_PASID`); automatic domains never are.
+    fn pasid_compat(&self) -> bool {
+        match self {
+            Target::Hwpt(h) => h.pasid_compat(),
+            Target::Ioas(_) => false,
+        }
     }
 }
 
@@ -90,33 +165,41 @@ impl Iommufd {
         let idev = Arc::new(IommufdDevice {
             id,
             dev,
-            hwpt: Mutex::new(None),
+            attached: Mutex::default(),
         });
         t.finalize(id, Object::Device(idev.clone()));
         Ok(idev)
     }
 
-    /// Finds the HWPT `pt_id` names for `idev` and counts `idev` as its user: a
-    /// paging or nested HWPT the device is compatible with, or for an IOAS a
-    /// compatible automatic HWPT, made when there is none.
-    fn attach_target(&self, idev: &IommufdDevice, pt_id: u32) -> Result<Hwpt> {
-        let obj = self.table().get(pt_id).cloned();
-        match obj {
-            Some(Object::HwptPaging(hwpt)) => {
+    /// What `pt_id` names, for an attach.
+    fn attach_lookup(&self, pt_id: u32) -> Result<Target> {
+        match self.table().get(pt_id) {
+            Some(Object::HwptPaging(h)) => Ok(Target::Hwpt(Hwpt::Paging(h.clone()))),
+            Some(Object::HwptNested(h)) => Ok(Target::Hwpt(Hwpt::Nested(h.clone()))),
+            Some(Object::Ioas(ioas)) => Ok(Target::Ioas(ioas.clone())),
+            Some(_) => Err(Error::Invalid("not an IOAS or a HWPT")),
+            None => Err(Error::NoObject { id: pt_id }),
+        }
+    }
+
+    /// Counts `idev` as a user of the HWPT `target` names, if the driver accepts
+    /// the device there; for an IOAS, of a compatible automatic HWPT, made when
+    /// there is none.
+    fn attach_take(&self, idev: &IommufdDevice, target: Target) -> Result<Hwpt> {
+        match target {
+            Target::Hwpt(Hwpt::Paging(hwpt)) => {
                 idev.dev.driver.attach_check(&*hwpt.domain, &idev.dev)?;
                 self.table().add_user(hwpt.id);
                 Ok(Hwpt::Paging(hwpt))
             }
-            Some(Object::HwptNested(hwpt)) => {
+            Target::Hwpt(Hwpt::Nested(hwpt)) => {
                 idev.dev
                     .driver
                     .attach_check_nested(&*hwpt.domain, &idev.dev)?;
                 self.table().add_user(hwpt.id);
                 Ok(Hwpt::Nested(hwpt))
             }
-            Some(Object::Ioas(ioas)) => self.auto_domain(idev, &ioas).map(Hwpt::Paging),
-            Some(_) => Err(Error::Invalid("not an IOAS or a HWPT")),
-            None => Err(Error::NoObject { id: pt_id }),
+            Target::Ioas(ioas) => self.auto_domain(idev, &ioas).map(Hwpt::Paging),
         }
     }
 
@@ -141,30 +224,91 @@ impl Iommufd {
         Ok(hwpt)
     }
 
-    /// Attaches `idev` to the IOAS or HWPT `pt_id`; returns the HWPT's ID. EINVAL
-    /// when already attached or incompatible.
-    pub fn device_attach(&self, idev: &IommufdDevice, pt_id: u32) -> Result<u32> {
-        let mut cur = idev.hwpt.lock().expect("device lock poisoned");
-        if cur.is_some() {
-            return Err(Error::Invalid("device already attached"));
+    /// The PASID rules: once a PASID is attached, the device itself must be on a
+    /// PASID-compatible HWPT, and a PASID may only be attached while it is (or
+    /// is not attached). EINVAL otherwise; and for a PASID the device does not
+    /// have.
+    fn pasid_check(
+        idev: &IommufdDevice,
+        attached: &BTreeMap<u32, Hwpt>,
+        pasid: u32,
+        target: &Target,
+    ) -> Result<()> {
+        if pasid == NO_PASID {
+            if !target.pasid_compat() && attached.keys().any(|&p| p != NO_PASID) {
+                return Err(Error::Invalid("PASIDs attached; HWPT not PASID compatible"));
+            }
+            return Ok(());
         }
-        let hwpt = self.attach_target(idev, pt_id)?;
+        if !target.pasid_compat() {
+            return Err(Error::Invalid("HWPT not PASID compatible"));
+        }
+        if attached.get(&NO_PASID).is_some_and(|h| !h.pasid_compat()) {
+            return Err(Error::Invalid(
+                "device on a HWPT that is not PASID compatible",
+            ));
+        }
+        let width = idev.dev.driver.max_pasid_log2(&idev.dev);
+        if u64::from(pasid) >> width != 0 {
+            return Err(Error::Invalid("PASID out of the device's range"));
+        }
+        Ok(())
+    }
+
+    /// Attaches `pasid` of `idev` ([`NO_PASID`]: the device itself) to the IOAS
+    /// or HWPT `pt_id`; returns the HWPT's ID. EBUSY when that PASID is attached
+    /// already; EINVAL when incompatible.
+    pub fn device_attach(&self, idev: &IommufdDevice, pasid: u32, pt_id: u32) -> Result<u32> {
+        let target = self.attach_lookup(pt_id)?;
+        let mut attached = idev.attached();
+        if attached.contains_key(&pasid) {
+            return Err(Error::Busy("PASID already attached"));
+        }
+        Self::pasid_check(idev, &attached, pasid, &target)?;
+        let hwpt = self.attach_take(idev, target)?;
+        if pasid != NO_PASID {
+            if let Err(e) = idev.dev.driver.set_dev_pasid(&idev.dev, pasid, true) {
+                drop(attached);
+                self.inner.hwpt_put(&hwpt);
+                return Err(e);
+            }
+        }
         let id = hwpt.id();
-        *cur = Some(hwpt);
+        idev.program(pasid, Some(&hwpt));
+        attached.insert(pasid, hwpt);
         Ok(id)
     }
 
-    /// Moves the attached `idev` to the IOAS or HWPT `pt_id`; returns the new
-    /// HWPT's ID. EINVAL when not attached.
-    pub fn device_replace(&self, idev: &IommufdDevice, pt_id: u32) -> Result<u32> {
-        let mut cur = idev.hwpt.lock().expect("device lock poisoned");
-        let Some(old) = cur.clone() else {
-            return Err(Error::Invalid("device not attached"));
+    /// Moves the attached `pasid` of `idev` to the IOAS or HWPT `pt_id` without
+    /// a window where it is blocked; returns the new HWPT's ID. EINVAL when the
+    /// PASID is not attached; on failure the old HWPT stays.
+    pub fn device_replace(&self, idev: &IommufdDevice, pasid: u32, pt_id: u32) -> Result<u32> {
+        let target = self.attach_lookup(pt_id)?;
+        let mut attached = idev.attached();
+        let Some(old) = attached.get(&pasid).cloned() else {
+            return Err(Error::Invalid("PASID not attached"));
         };
-        let new = self.attach_target(idev, pt_id)?;
+        match &target {
+            Target::Hwpt(h) if h.id() == old.id() => return Ok(old.id()),
+            // Already on an automatic HWPT of that IOAS.
+            Target::Ioas(ioas) if matches!(&old, Hwpt::Paging(p) if p.auto_domain && Arc::ptr_eq(&p.ioas, ioas)) => {
+                return Ok(old.id())
+            }
+            _ => {}
+        }
+        Self::pasid_check(idev, &attached, pasid, &target)?;
+        let new = self.attach_take(idev, target)?;
+        if pasid != NO_PASID {
+            if let Err(e) = idev.dev.driver.set_dev_pasid(&idev.dev, pasid, true) {
+                drop(attached);
+                self.inner.hwpt_put(&new);
+                return Err(e);
+            }
+        }
         let id = new.id();
-        *cur = Some(new);
-        drop(cur);
+        idev.program(pasid, Some(&new));
+        attached.insert(pasid, new);
+        drop(attached);
         if let Some(f) = old.fault() {
             f.auto_respond(idev.id);
         }
@@ -172,21 +316,34 @@ impl Iommufd {
         Ok(id)
     }
 
-    /// Detaches `idev` from its HWPT.
-    pub fn device_detach(&self, idev: &IommufdDevice) {
-        self.inner.device_detach(idev);
+    /// Detaches `pasid` of `idev` from its HWPT; nothing when it is not attached.
+    pub fn device_detach(&self, idev: &IommufdDevice, pasid: u32) {
+        self.inner.device_detach(idev, pasid);
     }
 }
 
 impl CtxInner {
-    pub(crate) fn device_detach(&self, idev: &IommufdDevice) {
-        let old = idev.hwpt.lock().expect("device lock poisoned").take();
+    pub(crate) fn device_detach(&self, idev: &IommufdDevice, pasid: u32) {
+        let old = idev.attached().remove(&pasid);
         if let Some(old) = old {
+            if pasid != NO_PASID {
+                // Blocking a PASID cannot fail.
+                let _ = idev.dev.driver.set_dev_pasid(&idev.dev, pasid, false);
+            }
+            idev.program(pasid, None);
             // Requests the device is waiting on are answered with failure.
             if let Some(f) = old.fault() {
                 f.auto_respond(idev.id);
             }
             self.hwpt_put(&old);
+        }
+    }
+
+    /// Detaches every PASID of `idev`, the device itself last.
+    pub(crate) fn device_detach_all(&self, idev: &IommufdDevice) {
+        let pasids: Vec<u32> = idev.attached().keys().rev().copied().collect();
+        for pasid in pasids {
+            self.device_detach(idev, pasid);
         }
     }
 }

@@ -33,7 +33,7 @@ use softiommu_uapi::iommufd::{
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Told whether the queue has requests to read, each time that changes.
 pub type Readiness = Box<dyn Fn(bool) + Send + Sync>;
@@ -41,10 +41,23 @@ pub type Readiness = Box<dyn Fn(bool) + Send + Sync>;
 /// One answer given to a request: `(cookie or 0 if never read, code)`.
 pub type Answer = (u32, u32);
 
+/// Where a device waits for the answer to its request.
+#[derive(Debug, Default)]
+struct Waiter {
+    code: Mutex<Option<u32>>,
+    answered: Condvar,
+}
+
+/// A page request and, if a device is waiting for it, the device's waiter.
+struct Request {
+    rec: iommu_hwpt_pgfault,
+    waiter: Option<Arc<Waiter>>,
+}
+
 #[derive(Default)]
 struct State {
-    deliver: VecDeque<iommu_hwpt_pgfault>,
-    response: BTreeMap<u32, iommu_hwpt_pgfault>,
+    deliver: VecDeque<Request>,
+    response: BTreeMap<u32, Request>,
     answered: Vec<Answer>,
     readiness: Option<Readiness>,
     /// What `readiness` was last told.
@@ -61,6 +74,16 @@ impl State {
             if let Some(f) = &self.readiness {
                 f(ready);
             }
+        }
+    }
+
+    /// Records the answer `code` to `req` (read under `cookie`, or 0) and wakes
+    /// the device waiting for it.
+    fn answer(&mut self, req: Request, cookie: u32, code: u32) {
+        self.answered.push((cookie, code));
+        if let Some(w) = req.waiter {
+            *w.code.lock().unwrap_or_else(|e| e.into_inner()) = Some(code);
+            w.answered.notify_all();
         }
     }
 
@@ -101,14 +124,22 @@ impl Fault {
         self.state.lock().expect("fault queue lock poisoned")
     }
 
-    /// Queues a page request of device `dev_id`.
-    pub(crate) fn report(&self, dev_id: u32, pasid: u32, grpid: u32, perm: u32, addr: u64) {
+    /// Queues a page request of device `dev_id`; a device that waits for the
+    /// answer passes a waiter.
+    fn queue(
+        &self,
+        dev_id: u32,
+        pasid: u32,
+        grpid: u32,
+        perm: u32,
+        addr: u64,
+        waiter: Option<Arc<Waiter>>,
+    ) {
         let mut flags = IOMMU_PGFAULT_FLAGS_LAST_PAGE;
         if pasid != 0 {
             flags |= IOMMU_PGFAULT_FLAGS_PASID_VALID;
         }
-        let mut s = self.state();
-        s.deliver.push_back(iommu_hwpt_pgfault {
+        let rec = iommu_hwpt_pgfault {
             flags,
             dev_id,
             pasid,
@@ -118,43 +149,62 @@ impl Fault {
             // The kernel reports no length hint.
             length: 0,
             ..Default::default()
-        });
+        };
+        let mut s = self.state();
+        s.deliver.push_back(Request { rec, waiter });
         s.notify();
+    }
+
+    /// Queues a page request of device `dev_id` that nobody waits for (the
+    /// selftest's `TRIGGER_IOPF`).
+    pub(crate) fn report(&self, dev_id: u32, pasid: u32, grpid: u32, perm: u32, addr: u64) {
+        self.queue(dev_id, pasid, grpid, perm, addr, None);
+    }
+
+    /// Queues a page request of device `dev_id` and waits for its answer.
+    pub(crate) fn request(&self, dev_id: u32, pasid: u32, perm: u32, addr: u64) -> u32 {
+        let waiter = Arc::new(Waiter::default());
+        self.queue(dev_id, pasid, 0, perm, addr, Some(waiter.clone()));
+        let mut code = waiter.code.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(c) = *code {
+                return c;
+            }
+            code = waiter
+                .answered
+                .wait(code)
+                .unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Answers every request of device `dev_id` with failure: it left the HWPT.
     pub(crate) fn auto_respond(&self, dev_id: u32) {
         let mut s = self.state();
-        let mut failed = Vec::new();
-        s.deliver.retain(|r| {
-            if r.dev_id == dev_id {
-                failed.push((0, IOMMUFD_PAGE_RESP_INVALID));
-            }
-            r.dev_id != dev_id
-        });
-        s.response.retain(|cookie, r| {
-            if r.dev_id == dev_id {
-                failed.push((*cookie, IOMMUFD_PAGE_RESP_INVALID));
-            }
-            r.dev_id != dev_id
-        });
-        s.answered.extend(failed);
+        let (failed, kept) = std::mem::take(&mut s.deliver)
+            .into_iter()
+            .partition(|r| r.rec.dev_id == dev_id);
+        s.deliver = kept;
+        for req in failed {
+            s.answer(req, 0, IOMMUFD_PAGE_RESP_INVALID);
+        }
+        let (failed, kept) = std::mem::take(&mut s.response)
+            .into_iter()
+            .partition(|(_, r)| r.rec.dev_id == dev_id);
+        s.response = kept;
+        for (cookie, req) in failed {
+            s.answer(req, cookie, IOMMUFD_PAGE_RESP_INVALID);
+        }
         s.notify();
     }
 
     pub(crate) fn destroy(&self, _ctx: &CtxInner) {
         let mut s = self.state();
-        let mut failed: Vec<Answer> = s
-            .deliver
-            .drain(..)
-            .map(|_| (0, IOMMUFD_PAGE_RESP_INVALID))
-            .collect();
-        failed.extend(
-            std::mem::take(&mut s.response)
-                .into_keys()
-                .map(|c| (c, IOMMUFD_PAGE_RESP_INVALID)),
-        );
-        s.answered.extend(failed);
+        for req in std::mem::take(&mut s.deliver) {
+            s.answer(req, 0, IOMMUFD_PAGE_RESP_INVALID);
+        }
+        for (cookie, req) in std::mem::take(&mut s.response) {
+            s.answer(req, cookie, IOMMUFD_PAGE_RESP_INVALID);
+        }
         s.notify();
     }
 
@@ -237,16 +287,16 @@ impl FaultHandle {
         let mut result = Ok(());
         while done < max {
             let Some(cookie) = s.free_cookie() else { break };
-            let Some(mut rec) = s.deliver.pop_front() else {
+            let Some(mut req) = s.deliver.pop_front() else {
                 break;
             };
-            rec.cookie = cookie;
-            if let Err(e) = copy(&rec) {
-                s.answered.push((cookie, IOMMUFD_PAGE_RESP_INVALID));
+            req.rec.cookie = cookie;
+            if let Err(e) = copy(&req.rec) {
+                s.answer(req, cookie, IOMMUFD_PAGE_RESP_INVALID);
                 result = Err(e);
                 break;
             }
-            s.response.insert(cookie, rec);
+            s.response.insert(cookie, req);
             done += 1;
         }
         s.notify();
@@ -264,10 +314,10 @@ impl FaultHandle {
             return Err(Error::Invalid("page response code"));
         }
         let mut s = self.fault.state();
-        if s.response.remove(&cookie).is_none() {
+        let Some(req) = s.response.remove(&cookie) else {
             return Err(Error::Invalid("no request awaits this cookie"));
-        }
-        s.answered.push((cookie, code));
+        };
+        s.answer(req, cookie, code);
         Ok(())
     }
 }

@@ -94,6 +94,15 @@ impl Hwpt {
         }
     }
 
+    /// Whether it may share a device with PASID attachments (allocated with
+    /// `IOMMU_HWPT_ALLOC_PASID`; automatic HWPTs never are).
+    pub fn pasid_compat(&self) -> bool {
+        match self {
+            Hwpt::Paging(h) => h.flags.pasid,
+            Hwpt::Nested(h) => h.flags & IOMMU_HWPT_ALLOC_PASID != 0,
+        }
+    }
+
     /// The fault queue its page requests go to, if any.
     pub fn fault(&self) -> Option<&Arc<Fault>> {
         match self {
@@ -283,9 +292,9 @@ impl Iommufd {
         let id = self.table().reserve()?;
         let result = (|| {
             let driver_flags = flags & !IOMMU_HWPT_FAULT_ID_VALID;
-            let domain =
-                dev.driver
-                    .domain_alloc_nested(dev, &*parent.domain, driver_flags, data)?;
+            let domain = dev
+                .driver
+                .domain_alloc_nested(dev, &parent.domain, driver_flags, data)?;
             let fault = fault(flags)?;
             Ok(Arc::new(HwptNested {
                 id,

@@ -12,6 +12,7 @@ use super::device::{Access, AccessOps, IommufdDevice};
 use super::hw_pagetable::Hwpt;
 use super::hw_pagetable::HwptPaging;
 use crate::error::{Error, Result};
+use crate::iommu::dma::NO_PASID;
 use crate::iommu::mock::{
     MockDomain, MockDriver, MockNestedDomain, MOCK_FLAGS_DEVICE_ALL, MOCK_IO_PAGE_SIZE,
 };
@@ -58,7 +59,7 @@ pub struct MockDev {
 
 impl MockDev {
     pub(crate) fn destroy(&self, ctx: &CtxInner) {
-        ctx.device_detach(&self.idev);
+        ctx.device_detach_all(&self.idev);
         let obj = {
             let mut t = ctx.table();
             t.remove_user(self.idev.id);
@@ -251,14 +252,9 @@ impl Iommufd {
         }
         let stdev_id = self.table().reserve()?;
         let name = format!("iommufd_mock{}", NEXT_MOCK.fetch_add(1, Ordering::Relaxed));
-        let dev = Arc::new(Device {
-            name,
-            driver: mock_driver(),
-            flags: dev_flags,
-        });
-        let bound = self
-            .device_bind(dev)
-            .and_then(|idev| match self.device_attach(&idev, pt_id) {
+        let dev = Arc::new(Device::new(name, mock_driver(), dev_flags));
+        let bound = self.device_bind(dev).and_then(|idev| {
+            match self.device_attach(&idev, NO_PASID, pt_id) {
                 Ok(hwpt_id) => Ok((idev, hwpt_id)),
                 Err(e) => {
                     if let Ok(obj) = self.table().remove(idev.id) {
@@ -266,7 +262,8 @@ impl Iommufd {
                     }
                     Err(e)
                 }
-            });
+            }
+        });
         let mut t = self.table();
         match bound {
             Ok((idev, hwpt_id)) => {
@@ -293,7 +290,52 @@ impl Iommufd {
     /// the HWPT it is attached to now.
     pub fn test_mock_domain_replace(&self, stdev_id: u32, pt_id: u32) -> Result<u32> {
         let mock = self.get_mock_dev(stdev_id)?;
-        self.device_replace(&mock.idev, pt_id)
+        self.device_replace(&mock.idev, NO_PASID, pt_id)
+    }
+
+    /// `PASID_ATTACH`: attaches `pasid` of the mock device `stdev_id` to
+    /// `pt_id`; returns the HWPT it is attached to.
+    pub fn test_pasid_attach(&self, stdev_id: u32, pasid: u32, pt_id: u32) -> Result<u32> {
+        let mock = self.get_mock_dev(stdev_id)?;
+        self.device_attach(&mock.idev, pasid, pt_id)
+    }
+
+    /// `PASID_REPLACE`: moves `pasid` of the mock device `stdev_id` to `pt_id`;
+    /// returns the HWPT it is attached to now.
+    pub fn test_pasid_replace(&self, stdev_id: u32, pasid: u32, pt_id: u32) -> Result<u32> {
+        let mock = self.get_mock_dev(stdev_id)?;
+        self.device_replace(&mock.idev, pasid, pt_id)
+    }
+
+    /// `PASID_DETACH`: detaches `pasid` of the mock device `stdev_id`, if it is
+    /// attached.
+    pub fn test_pasid_detach(&self, stdev_id: u32, pasid: u32) -> Result<()> {
+        let mock = self.get_mock_dev(stdev_id)?;
+        self.device_detach(&mock.idev, pasid);
+        Ok(())
+    }
+
+    /// `PASID_CHECK_HWPT`: checks that `pasid` of the mock device `stdev_id` is
+    /// attached to the HWPT `hwpt_id` (0: to nothing). EINVAL when it is not;
+    /// ENOENT for no object `hwpt_id`, EINVAL for one that is not a HWPT.
+    pub fn test_pasid_check_hwpt(&self, stdev_id: u32, pasid: u32, hwpt_id: u32) -> Result<()> {
+        let mock = self.get_mock_dev(stdev_id)?;
+        let cur = mock.idev.hwpt_at(pasid);
+        if hwpt_id == 0 {
+            return match cur {
+                None => Ok(()),
+                Some(_) => Err(Error::Invalid("PASID attached")),
+            };
+        }
+        match self.table().get(hwpt_id) {
+            Some(Object::HwptPaging(_) | Object::HwptNested(_)) => {}
+            Some(_) => return Err(Error::Invalid("not a HWPT")),
+            None => return Err(Error::NoObject { id: hwpt_id }),
+        }
+        match cur {
+            Some(h) if h.id() == hwpt_id => Ok(()),
+            _ => Err(Error::Invalid("PASID attached elsewhere")),
+        }
     }
 
     /// `MD_CHECK_MAP`: checks that the mock HWPT `hwpt_id` maps
@@ -392,8 +434,12 @@ impl Iommufd {
             Some(Object::Device(d)) => d.clone(),
             _ => return Err(Error::NoObject { id: dev_id }),
         };
-        let hwpt = match idev.hwpt() {
-            Some(h) if pasid == 0 || matches!(h, Hwpt::Nested(_)) => h,
+        // A request with a PASID goes to what the PASID is attached to, else
+        // (the mock keeps PASID tables in nested domains) to a nested HWPT of
+        // the device itself.
+        let hwpt = match (idev.hwpt_at(pasid), idev.hwpt()) {
+            (Some(h), _) => h,
+            (None, Some(h)) if matches!(h, Hwpt::Nested(_)) => h,
             _ => return Ok(()),
         };
         if let Some(fault) = hwpt.fault() {

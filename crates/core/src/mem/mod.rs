@@ -174,6 +174,17 @@ impl PinTable {
     }
 }
 
+/// The machine's memory by physical address: where a device's DMA lands once the
+/// IOMMU has translated it.
+pub trait PhysMemory: Send + Sync + Debug {
+    /// Copies `buf.len()` bytes at `phys` into `buf`. Fails with
+    /// [`Error::Fault`] where there is no memory.
+    fn read(&self, phys: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// Copies `buf` to `phys`; as [`PhysMemory::read`].
+    fn write(&self, phys: u64, buf: &[u8]) -> Result<()>;
+}
+
 /// A process's memory, by virtual address.
 pub trait AddressSpace: Send + Sync + Debug {
     /// Appends the frames behind the pages `[va, va + npages * PAGE_SIZE)` to `out`

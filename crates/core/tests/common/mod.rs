@@ -300,6 +300,22 @@ impl Fixture {
         self.step(self.ctx().test_mock_domain_replace(stdev_id, pt_id))
     }
 
+    pub fn pasid_attach(&self, stdev_id: u32, pasid: u32, pt_id: u32) -> Result<u32> {
+        self.step(self.ctx().test_pasid_attach(stdev_id, pasid, pt_id))
+    }
+
+    pub fn pasid_replace(&self, stdev_id: u32, pasid: u32, pt_id: u32) -> Result<u32> {
+        self.step(self.ctx().test_pasid_replace(stdev_id, pasid, pt_id))
+    }
+
+    pub fn pasid_detach(&self, stdev_id: u32, pasid: u32) -> Result<()> {
+        self.step(self.ctx().test_pasid_detach(stdev_id, pasid))
+    }
+
+    pub fn pasid_check(&self, stdev_id: u32, pasid: u32, hwpt_id: u32) -> Result<()> {
+        self.step(self.ctx().test_pasid_check_hwpt(stdev_id, pasid, hwpt_id))
+    }
+
     pub fn hwpt_alloc(&self, dev_id: u32, pt_id: u32, flags: u32) -> Result<u32> {
         self.step(self.ctx().hwpt_alloc(dev_id, pt_id, flags, 0, 0, 0))
     }
