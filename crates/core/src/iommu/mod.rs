@@ -18,6 +18,7 @@
 //! Drivers: [`mock`], the kernel selftest's mock IOMMU.
 
 pub mod dma;
+pub mod iotlb;
 pub mod mock;
 
 use crate::error::{Error, Result};
