@@ -18,6 +18,7 @@
 //! Drivers: [`mock`], the kernel selftest's mock IOMMU.
 
 pub mod mock;
+pub mod pt;
 
 use crate::error::{Error, Result};
 use crate::mem::AddressSpace;
