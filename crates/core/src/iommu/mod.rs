@@ -20,6 +20,7 @@
 pub mod dma;
 pub mod iotlb;
 pub mod mock;
+pub mod pt;
 
 use crate::error::{Error, Result};
 use crate::mem::AddressSpace;
