@@ -215,24 +215,38 @@ impl DmaEngine {
                 return Err(self.record(DmaFault::Blocked { pasid, iova }));
             };
             let fence = attachment.fence().enter();
-            // Copy as far as translations succeed without leaving the fence.
+            // Copy as far as translations succeed without leaving the fence,
+            // one copy per physically contiguous run: (phys, offset, bytes).
+            let mut run = (0u64, done, 0usize);
             let fault = loop {
                 let at = iova.wrapping_add(done as u64);
-                let Some(t) = attachment.translate(at, write) else {
+                let piece = attachment.translate(at, write).map(|t| {
+                    let n = (len - done).min((t.size - (at - t.iova)) as usize);
+                    (t.phys + (at - t.iova), n)
+                });
+                if run.2 > 0 && piece.is_none_or(|(phys, _)| phys != run.0 + run.2 as u64) {
+                    if !copy(run.0, run.1, run.2) {
+                        break DmaFault::NoMemory { phys: run.0 };
+                    }
+                    run.2 = 0;
+                }
+                let Some((phys, n)) = piece else {
                     break DmaFault::Translation {
                         pasid,
                         iova: at,
                         write,
                     };
                 };
-                let phys = t.phys + (at - t.iova);
-                let n = (len - done).min((t.size - (at - t.iova)) as usize);
-                if !copy(phys, done, n) {
-                    break DmaFault::NoMemory { phys };
+                if run.2 == 0 {
+                    run = (phys, done, 0);
                 }
+                run.2 += n;
                 done += n;
                 requests = 0;
                 if done == len {
+                    if !copy(run.0, run.1, run.2) {
+                        break DmaFault::NoMemory { phys: run.0 };
+                    }
                     return Ok(());
                 }
             };

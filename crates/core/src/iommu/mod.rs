@@ -21,6 +21,7 @@ pub mod dma;
 pub mod iotlb;
 pub mod mock;
 pub mod pt;
+pub mod vtd;
 
 use crate::error::{Error, Result};
 use crate::mem::AddressSpace;
@@ -53,7 +54,7 @@ pub struct PagingFlags {
 }
 
 /// An IO page table: what a device's DMA is translated through.
-pub trait Domain: Send + Sync + Debug {
+pub trait Domain: Any + Send + Sync + Debug {
     /// The IOVA range the domain can translate.
     fn aperture(&self) -> IovaRange;
 

@@ -82,11 +82,9 @@ impl IommufdDevice {
         self.dev.set_attachment(pasid, attachment);
     }
 
-    pub(crate) fn destroy(&self, _ctx: &CtxInner) {
-        debug_assert!(
-            self.attached().is_empty(),
-            "device destroyed while attached"
-        );
+    /// Unbinding (or closing the context) detaches every PASID first.
+    pub(crate) fn destroy(&self, ctx: &CtxInner) {
+        ctx.device_detach_all(self);
     }
 }
 
@@ -288,13 +286,27 @@ impl Iommufd {
         let Some(old) = attached.get(&pasid).cloned() else {
             return Err(Error::Invalid("PASID not attached"));
         };
-        match &target {
-            Target::Hwpt(h) if h.id() == old.id() => return Ok(old.id()),
-            // Already on an automatic HWPT of that IOAS.
-            Target::Ioas(ioas) if matches!(&old, Hwpt::Paging(p) if p.auto_domain && Arc::ptr_eq(&p.ioas, ioas)) => {
-                return Ok(old.id())
+        let unchanged = match &target {
+            Target::Hwpt(h) => h.id() == old.id(),
+            // The IOAS's automatic HWPTs are tried in order: the current one is
+            // nothing to do, one the PASID rules refuse is passed over.
+            Target::Ioas(ioas) => {
+                let refused = Self::pasid_check(idev, &attached, pasid, &target).is_err();
+                let first = ioas
+                    .hwpts
+                    .lock()
+                    .expect("IOAS HWPT list poisoned")
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .filter(|h| h.auto_domain)
+                    .filter(|h| idev.dev.driver.attach_check(&*h.domain, &idev.dev).is_ok())
+                    .find(|h| !refused || h.id == old.id())
+                    .map(|h| h.id);
+                first == Some(old.id())
             }
-            _ => {}
+        };
+        if unchanged {
+            return Ok(old.id());
         }
         Self::pasid_check(idev, &attached, pasid, &target)?;
         let new = self.attach_take(idev, target)?;
