@@ -59,6 +59,8 @@ pub mod vtd;
 use crate::error::{Error, Result};
 use crate::inject;
 use crate::iommu::{IOMMU_READ, IOMMU_WRITE};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::convert::Infallible;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,6 +170,21 @@ pub trait TableMem: Send + Sync {
         }
         count
     }
+    /// Writes `entry(i)` into slot `first + i` for `i < count` of a table the
+    /// caller knows to be all zero (it just allocated it).
+    fn fill_fresh(
+        &self,
+        table: u64,
+        first: usize,
+        count: usize,
+        mut entry: impl FnMut(usize) -> u64,
+    ) where
+        Self: Sized,
+    {
+        for i in 0..count {
+            self.write(table, first + i, entry(i));
+        }
+    }
     /// Zeroes slots `first..first + count`; returns how many were not zero.
     fn clear(&self, table: u64, first: usize, count: usize) -> usize {
         let mut n = 0;
@@ -212,7 +229,9 @@ pub struct TableArena {
 #[derive(Debug)]
 struct ArenaAlloc {
     next: u64,
-    free: Vec<u64>,
+    /// Freed tables, lowest address first: reuse stays dense and in address
+    /// order, which a big map then walks forwards.
+    free: BinaryHeap<Reverse<u64>>,
     in_use: usize,
     limit: u64,
 }
@@ -235,7 +254,7 @@ impl TableArena {
             chunks: std::array::from_fn(|_| OnceLock::new()),
             alloc: Mutex::new(ArenaAlloc {
                 next: 0,
-                free: Vec::new(),
+                free: BinaryHeap::new(),
                 in_use: 0,
                 limit: max_tables,
             }),
@@ -276,7 +295,7 @@ impl TableMem for TableArena {
             return Err(Error::NoMem("page-table memory limit"));
         }
         let phys = match a.free.pop() {
-            Some(phys) => phys,
+            Some(Reverse(phys)) => phys,
             None => {
                 let n = a.next;
                 let (chunk, _) = Self::locate(n);
@@ -302,7 +321,7 @@ impl TableMem for TableArena {
             return;
         }
         let mut a = self.alloc.lock().unwrap_or_else(PoisonError::into_inner);
-        a.free.push(table);
+        a.free.push(Reverse(table));
         a.in_use -= 1;
     }
 
@@ -356,16 +375,30 @@ impl TableMem for TableArena {
         count
     }
 
+    fn fill_fresh(
+        &self,
+        table: u64,
+        first: usize,
+        count: usize,
+        mut entry: impl FnMut(usize) -> u64,
+    ) {
+        if let Some(slots) = self.table(table).and_then(|t| t.get(first..first + count)) {
+            for (i, slot) in slots.iter().enumerate() {
+                slot.store(entry(i), Ordering::Relaxed);
+            }
+        }
+    }
+
+    // Branch free: storing 0 over 0 is harmless, and a DMA's compare-exchange
+    // against the old leaf fails once the store lands.
     fn clear(&self, table: u64, first: usize, count: usize) -> usize {
         let Some(slots) = self.table(table).and_then(|t| t.get(first..first + count)) else {
             return 0;
         };
         let mut n = 0;
         for slot in slots {
-            if slot.load(Ordering::Relaxed) != 0 {
-                slot.store(0, Ordering::Release);
-                n += 1;
-            }
+            n += usize::from(slot.load(Ordering::Relaxed) != 0);
+            slot.store(0, Ordering::Relaxed);
         }
         n
     }
@@ -609,9 +642,14 @@ impl<F: PtFormat, M: TableMem> PageTable<F, M> {
                 let room = (1usize << self.fmt.index_bits(level)) - index;
                 let count = room.min(usize::try_from(left >> lg2).unwrap_or(usize::MAX));
                 let fmt = &self.fmt;
-                let wrote = self.mem.fill(table, index, count, |i| {
-                    fmt.make_leaf(phys + ((i as u64) << lg2), level, prot)
-                });
+                let leaf = |i: usize| fmt.make_leaf(phys + ((i as u64) << lg2), level, prot);
+                // A table this step created is all zero: nothing to collide with.
+                if created.1 > 0 && created.0[created.1 - 1].2 == table {
+                    self.mem.fill_fresh(table, index, count, leaf);
+                    *done += (count as u64) << lg2;
+                    return Ok(());
+                }
+                let wrote = self.mem.fill(table, index, count, leaf);
                 *done += (wrote as u64) << lg2;
                 return if wrote == count {
                     Ok(())
