@@ -192,6 +192,11 @@ fn test_ops() {
 }
 
 #[test]
+fn pasid() {
+    run_c("pasid");
+}
+
+#[test]
 fn errnos() {
     run_c("errnos");
 }
