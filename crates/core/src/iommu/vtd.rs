@@ -38,9 +38,16 @@
 //! filled by a read walks again to set it — and clearing dirty bits invalidates
 //! the range, as the core's IOTLB sync does.
 //!
+//! A nested domain also has a paging-structure cache: the stage-1 table-pointer
+//! entries its walks read, by level and IOVA, used instead of the user's table
+//! on later walks. An invalidation with `IOMMU_VTD_INV_FLAGS_LEAF` (only leaves
+//! changed) keeps it; one without drops it, as the invalidation hint does on
+//! hardware. So a guest that rewrites a directory entry and invalidates with
+//! the leaf hint keeps walking the old table.
+//!
 //! Not modelled: PASID tables and context entries in memory (a device's PASID
-//! attachments are the [`super::Device`] attachment table), paging-structure
-//! caches, device TLBs, caching mode, interrupt remapping.
+//! attachments are the [`super::Device`] attachment table), second-stage
+//! paging-structure caches, device TLBs, caching mode, interrupt remapping.
 
 use super::dma::{DmaFence, Translation};
 use super::iotlb::Iotlb;
@@ -60,6 +67,7 @@ use softiommu_uapi::iommufd::{
     IOMMU_VTD_S1_EAFE, IOMMU_VTD_S1_SRE,
 };
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use zerocopy::IntoBytes;
@@ -262,7 +270,7 @@ impl VtdDomain {
         self.iotlb.invalidate(iova, last);
         let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         for c in children.iter().filter_map(Weak::upgrade) {
-            c.iotlb.invalidate_all();
+            c.flush_all();
         }
     }
 }
@@ -384,6 +392,9 @@ pub struct VtdNestedDomain {
     fmt: VtdFl,
     flags: u32,
     iotlb: Iotlb,
+    /// The paging-structure cache: stage-1 table-pointer entries by (level,
+    /// IOVA >> the bytes an entry of that level covers).
+    psc: Mutex<HashMap<(u32, u64), u64>>,
     mem: Arc<dyn PhysMemory>,
 }
 
@@ -396,6 +407,16 @@ impl VtdNestedDomain {
     /// The domain's IOTLB.
     pub fn iotlb(&self) -> &Iotlb {
         &self.iotlb
+    }
+
+    /// Drops every cached translation and table entry.
+    fn flush_all(&self) {
+        self.iotlb.invalidate_all();
+        self.flush_psc();
+    }
+
+    fn flush_psc(&self) {
+        self.psc.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The `IOMMU_HWPT_ALLOC_*` flags it was allocated with.
@@ -428,10 +449,27 @@ impl VtdNestedDomain {
     /// The two-stage walk of `iova`.
     fn walk(&self, iova: u64, write: bool) -> Option<(Translation, bool)> {
         let root = self.cfg.pgtbl_addr & ADDR_MASK;
+        // Table-pointer entries come from the paging-structure cache when it
+        // has them (stale or not), and go into it when read.
+        let mut level = self.fmt.levels();
+        let mut psc = self.psc.lock().unwrap_or_else(|e| e.into_inner());
         let t1 = walk_foreign(&self.fmt, root, iova, |table, index| {
-            self.read_s1(table, index).ok_or(())
+            level -= 1;
+            if level == 0 {
+                return self.read_s1(table, index).ok_or(());
+            }
+            let key = (level, iova >> self.fmt.item_lg2(level));
+            if let Some(&e) = psc.get(&key) {
+                return Ok(e);
+            }
+            let e = self.read_s1(table, index).ok_or(())?;
+            if self.fmt.present(e) && !self.fmt.is_leaf(e, level) {
+                psc.insert(key, e);
+            }
+            Ok(e)
         })
         .ok()?;
+        drop(psc);
         let leaf = t1.leaf?;
         let s1_size = 1u64 << leaf.size_lg2;
         let s1 = Translation {
@@ -492,6 +530,10 @@ impl NestedDomain for VtdNestedDomain {
                 match last {
                     Some(last) => self.iotlb.invalidate(inv.addr, last),
                     None => self.iotlb.invalidate_all(),
+                }
+                // Without the leaf hint, table entries may have changed too.
+                if inv.flags & IOMMU_VTD_INV_FLAGS_LEAF == 0 {
+                    self.flush_psc();
                 }
                 processed += 1;
             }
@@ -673,6 +715,7 @@ impl Driver for VtdDriver {
         let nested = Arc::new(VtdNestedDomain {
             cfg,
             iotlb: Iotlb::new(fmt.pgsize_bitmap()),
+            psc: Mutex::default(),
             fmt,
             flags,
             mem: self.mem.clone(),
