@@ -165,33 +165,34 @@ fn get(f: &Fixture, guest_va: u64, gpa: u64) -> u64 {
     u64::from_le_bytes(f.read(guest_va + gpa, 8).try_into().unwrap())
 }
 
-#[test]
-fn nested_translation_walks_the_users_table_and_caches_it() {
-    let f = Fixture::new();
+/// The guest IOVA the stage-1 tables below translate.
+const GIOVA: u64 = 0x4020_1000;
+/// Guest-physical addresses of the stage-1 tables: PML4, PDPT, PD, PT.
+const PML4: u64 = 0x1000;
+const PD: u64 = 0x3000;
+const PT: u64 = 0x4000;
+/// Present, writable, user: what every stage-1 table entry here allows.
+const TABLE: u64 = FL_P | FL_RW | FL_US;
+
+/// A VT-d device attached to a nested HWPT whose stage-1 table lives in 1 MiB
+/// of guest memory at GPA 0 (IOVA 0 of the parent's IOAS): PML4 -> PDPT -> PD
+/// for `GIOVA`, the PD entry pointing at the table at `PT`, whose entries the
+/// test writes. Returns the guest memory's address, the nested HWPT's ID, the
+/// IOAS and the device's DMA engine.
+fn nested_guest(f: &Fixture) -> (u64, u32, u32, DmaEngine) {
     let ioas = f.ioas_alloc();
-    let (idev, dma) = vtd_device(&f, VtdCaps::default());
-    // Guest memory: 1 MiB at GPA 0 (IOVA 0 of the IOAS).
-    let guest_len = 1 << 20;
-    let guest = f.mmap(guest_len);
-    f.map_fixed(ioas, guest, guest_len, 0).unwrap();
+    let (idev, dma) = vtd_device(f, VtdCaps::default());
+    let guest = f.mmap(1 << 20);
+    f.map_fixed(ioas, guest, 1 << 20, 0).unwrap();
     let parent = f
         .hwpt_alloc(idev.id, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT)
         .unwrap();
-    // A 4-level stage-1 table at GPA 0x1000..0x4fff mapping guest IOVA
-    // 0x4020_1000 -> GPA 0x8000 and 0x4020_2000 -> GPA 0x9000.
-    let (pml4, pdpt, pd, pt) = (0x1000u64, 0x2000u64, 0x3000u64, 0x4000u64);
-    let table = FL_P | FL_RW | FL_US;
-    let giova = 0x4020_1000u64;
-    put(&f, guest, pml4, pdpt | table);
-    put(&f, guest, pdpt + 8, pd | table);
-    put(&f, guest, pd + 8, pt | table);
-    put(&f, guest, pt + 8, 0x8000 | FL_P | FL_RW | FL_US);
-    put(&f, guest, pt + 16, 0x9000 | FL_P | FL_US);
-    f.write(guest + 0x8000, b"page eight");
-    f.write(guest + 0x9000, b"page nine!");
+    put(f, guest, PML4, 0x2000 | TABLE);
+    put(f, guest, 0x2000 + 8, PD | TABLE);
+    put(f, guest, PD + 8, PT | TABLE);
     let s1 = iommu_hwpt_vtd_s1 {
         flags: 0,
-        pgtbl_addr: pml4,
+        pgtbl_addr: PML4,
         addr_width: 48,
         __reserved: 0,
     };
@@ -199,69 +200,89 @@ fn nested_translation_walks_the_users_table_and_caches_it() {
         .hwpt_alloc_data(idev.id, parent, 0, IOMMU_HWPT_DATA_VTD_S1, s1.as_bytes())
         .unwrap();
     f.ctx().device_attach(&idev, NO_PASID, nested).unwrap();
+    (guest, nested, ioas, dma)
+}
+
+/// `HWPT_INVALIDATE` of the nested HWPT with VT-d stage-1 `entries`: the result
+/// and the number handled.
+fn invalidate(
+    f: &Fixture,
+    nested: u32,
+    entries: &[iommu_hwpt_vtd_s1_invalidate],
+) -> (Result<(), softiommu::error::Error>, u32) {
+    let len = std::mem::size_of::<iommu_hwpt_vtd_s1_invalidate>() as u32;
+    f.hwpt_invalidate(
+        nested,
+        IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
+        entries.as_bytes(),
+        len,
+        entries.len() as u32,
+    )
+}
+
+/// An invalidation of the page at `GIOVA`.
+fn inv_page(flags: u32) -> iommu_hwpt_vtd_s1_invalidate {
+    iommu_hwpt_vtd_s1_invalidate {
+        addr: GIOVA,
+        npages: 1,
+        flags,
+        __reserved: 0,
+    }
+}
+
+#[test]
+fn nested_translation_walks_the_users_table_and_caches_it() {
+    let f = Fixture::new();
+    let (guest, nested, ioas, dma) = nested_guest(&f);
+    // GIOVA -> GPA 0x8000 read-write, the next page -> GPA 0x9000 read-only.
+    put(&f, guest, PT + 8, 0x8000 | TABLE);
+    put(&f, guest, PT + 16, 0x9000 | FL_P | FL_US);
+    f.write(guest + 0x8000, b"page eight");
+    f.write(guest + 0x9000, b"page nine!");
 
     let mut buf = [0u8; 10];
-    dma.read(NO_PASID, giova, &mut buf).unwrap();
+    dma.read(NO_PASID, GIOVA, &mut buf).unwrap();
     assert_eq!(&buf, b"page eight");
     // The hardware set the stage-1 accessed bit, not dirty.
-    let leaf = get(&f, guest, pt + 8);
-    assert_eq!(leaf & (FL_A | FL_D), FL_A);
-    dma.write(NO_PASID, giova, b"dev").unwrap();
-    assert_ne!(get(&f, guest, pt + 8) & FL_D, 0);
+    assert_eq!(get(&f, guest, PT + 8) & (FL_A | FL_D), FL_A);
+    dma.write(NO_PASID, GIOVA, b"dev").unwrap();
+    assert_ne!(get(&f, guest, PT + 8) & FL_D, 0);
     assert_eq!(f.read(guest + 0x8000, 3), b"dev");
     // Read-only in stage 1.
-    dma.read(NO_PASID, giova + 0x1000, &mut buf).unwrap();
+    dma.read(NO_PASID, GIOVA + 0x1000, &mut buf).unwrap();
     assert_eq!(&buf, b"page nine!");
-    assert!(dma.write(NO_PASID, giova + 0x1000, b"x").is_err());
+    assert!(dma.write(NO_PASID, GIOVA + 0x1000, b"x").is_err());
 
     // The guest retargets the page without invalidating: the IOTLB still
     // serves the old translation — software must invalidate.
-    put(&f, guest, pt + 8, 0x9000 | FL_P | FL_RW | FL_US);
-    dma.read(NO_PASID, giova, &mut buf).unwrap();
+    put(&f, guest, PT + 8, 0x9000 | TABLE);
+    dma.read(NO_PASID, GIOVA, &mut buf).unwrap();
     assert_eq!(&buf[..3], b"dev");
-    let inv = iommu_hwpt_vtd_s1_invalidate {
-        addr: giova,
-        npages: 1,
-        flags: IOMMU_VTD_INV_FLAGS_LEAF,
-        __reserved: 0,
-    };
-    let len = std::mem::size_of_val(&inv) as u32;
-    let (r, n) = f.hwpt_invalidate(
-        nested,
-        IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
-        inv.as_bytes(),
-        len,
-        1,
-    );
+    let (r, n) = invalidate(&f, nested, &[inv_page(IOMMU_VTD_INV_FLAGS_LEAF)]);
     r.unwrap();
     assert_eq!(n, 1);
-    dma.read(NO_PASID, giova, &mut buf).unwrap();
+    dma.read(NO_PASID, GIOVA, &mut buf).unwrap();
     assert_eq!(&buf, b"page nine!");
 
-    // Bad requests: handled count stops at the failure.
-    let bad = [inv, iommu_hwpt_vtd_s1_invalidate { addr: 0x123, ..inv }];
-    let (r, n) = f.hwpt_invalidate(
-        nested,
-        IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
-        bad.as_bytes(),
-        len,
-        2,
-    );
-    assert_eq!(r.unwrap_err().errno(), Errno::EINVAL);
-    assert_eq!(n, 1);
-    let bad = iommu_hwpt_vtd_s1_invalidate { flags: 2, ..inv };
-    let (r, n) = f.hwpt_invalidate(
-        nested,
-        IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
-        bad.as_bytes(),
-        len,
-        1,
-    );
+    // Bad requests: the handled count stops at the failure.
+    let misaligned = iommu_hwpt_vtd_s1_invalidate {
+        addr: 0x123,
+        ..inv_page(0)
+    };
+    let (r, n) = invalidate(&f, nested, &[inv_page(0), misaligned]);
+    assert_eq!((r.unwrap_err().errno(), n), (Errno::EINVAL, 1));
+    let (r, n) = invalidate(&f, nested, &[inv_page(2)]);
     assert_eq!((r.unwrap_err().errno(), n), (Errno::EOPNOTSUPP, 0));
+    let all_from_nonzero = iommu_hwpt_vtd_s1_invalidate {
+        npages: u64::MAX,
+        ..inv_page(0)
+    };
+    let (r, n) = invalidate(&f, nested, &[all_from_nonzero]);
+    assert_eq!((r.unwrap_err().errno(), n), (Errno::EINVAL, 0));
 
     // Unmapping guest memory from the parent drops the nested translations.
-    f.unmap(ioas, 0, guest_len).unwrap();
-    assert!(dma.read(NO_PASID, giova, &mut buf).is_err());
+    f.unmap(ioas, 0, 1 << 20).unwrap();
+    assert!(dma.read(NO_PASID, GIOVA, &mut buf).is_err());
 }
 
 #[test]
@@ -381,60 +402,23 @@ fn isolation_under_random_changes() {
 #[test]
 fn leaf_hint_keeps_cached_table_entries() {
     let f = Fixture::new();
-    let ioas = f.ioas_alloc();
-    let (idev, dma) = vtd_device(&f, VtdCaps::default());
-    let guest = f.mmap(1 << 20);
-    f.map_fixed(ioas, guest, 1 << 20, 0).unwrap();
-    let parent = f
-        .hwpt_alloc(idev.id, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT)
-        .unwrap();
-    let (pml4, pdpt, pd, pt_a, pt_b) = (0x1000u64, 0x2000u64, 0x3000u64, 0x4000u64, 0x5000u64);
-    let table = FL_P | FL_RW | FL_US;
-    let giova = 0x4020_1000u64;
-    put(&f, guest, pml4, pdpt | table);
-    put(&f, guest, pdpt + 8, pd | table);
-    put(&f, guest, pd + 8, pt_a | table);
-    put(&f, guest, pt_a + 8, 0x8000 | table);
-    put(&f, guest, pt_b + 8, 0x9000 | table);
+    let (guest, nested, _, dma) = nested_guest(&f);
+    let pt_b = 0x5000;
+    put(&f, guest, PT + 8, 0x8000 | TABLE);
+    put(&f, guest, pt_b + 8, 0x9000 | TABLE);
     f.write(guest + 0x8000, b"A");
     f.write(guest + 0x9000, b"B");
-    let s1 = iommu_hwpt_vtd_s1 {
-        flags: 0,
-        pgtbl_addr: pml4,
-        addr_width: 48,
-        __reserved: 0,
-    };
-    let nested = f
-        .hwpt_alloc_data(idev.id, parent, 0, IOMMU_HWPT_DATA_VTD_S1, s1.as_bytes())
-        .unwrap();
-    f.ctx().device_attach(&idev, NO_PASID, nested).unwrap();
     let read = || {
         let mut b = [0u8; 1];
-        dma.read(NO_PASID, giova, &mut b).unwrap();
+        dma.read(NO_PASID, GIOVA, &mut b).unwrap();
         b[0]
     };
     assert_eq!(read(), b'A');
-    put(&f, guest, pd + 8, pt_b | table);
-    let invalidate = |flags| {
-        let inv = iommu_hwpt_vtd_s1_invalidate {
-            addr: giova,
-            npages: 1,
-            flags,
-            __reserved: 0,
-        };
-        let len = std::mem::size_of_val(&inv) as u32;
-        let (r, n) = f.hwpt_invalidate(
-            nested,
-            IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
-            inv.as_bytes(),
-            len,
-            1,
-        );
-        r.unwrap();
-        assert_eq!(n, 1);
-    };
-    invalidate(IOMMU_VTD_INV_FLAGS_LEAF);
+    put(&f, guest, PD + 8, pt_b | TABLE);
+    invalidate(&f, nested, &[inv_page(IOMMU_VTD_INV_FLAGS_LEAF)])
+        .0
+        .unwrap();
     assert_eq!(read(), b'A');
-    invalidate(0);
+    invalidate(&f, nested, &[inv_page(0)]).0.unwrap();
     assert_eq!(read(), b'B');
 }
