@@ -418,10 +418,9 @@ impl Iommufd {
 
     /// `TRIGGER_IOPF`: device `dev_id` (an iommufd device; ENOENT otherwise)
     /// reports a page request for `addr` at `pasid`. It goes to the fault queue
-    /// of the HWPT attached at that PASID; PASIDs other than 0 are not attached
-    /// here, and the mock IOMMU keeps its PASID table with the user, so they fall
-    /// back to a nested HWPT attached without PASID. Without a queue nothing
-    /// happens.
+    /// of the HWPT attached at that PASID, else — the mock IOMMU keeps a PASID
+    /// table with the user — of a nested HWPT the device itself is attached to.
+    /// Without a queue nothing happens.
     pub fn test_trigger_iopf(
         &self,
         dev_id: u32,
