@@ -264,3 +264,37 @@ fn page_requests_wait_for_the_answer() {
     f.mock_domain_replace(ids.stdev_id, ioas).unwrap();
     assert!(device.join().unwrap().is_err());
 }
+
+/// Unmap returns only when no access that translated through the old entries
+/// is still copying: after it returns, the memory no longer changes, however
+/// busy the device is.
+#[test]
+fn unmap_waits_for_dma_in_flight() {
+    let f = Fixture::new();
+    let ioas = f.ioas_alloc();
+    let ids = f.mock_domain(ioas).unwrap();
+    let dma = Arc::new(engine(&f, &ids));
+    let len = 256 * 1024;
+    let va = f.mmap(len);
+    for round in 0..20u8 {
+        let iova = f.map(ioas, va, len).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let device = {
+            let (dma, stop) = (dma.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = round;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n = n.wrapping_add(1);
+                    let _ = dma.write(NO_PASID, iova, &vec![n; len as usize]);
+                }
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        f.unmap(ioas, iova, len).unwrap();
+        let after = f.read(va, len);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(f.read(va, len) == after, "DMA landed after unmap returned");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        device.join().unwrap();
+    }
+}
