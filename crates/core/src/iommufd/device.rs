@@ -222,10 +222,10 @@ impl Iommufd {
         Ok(hwpt)
     }
 
-    /// The PASID rules: once a PASID is attached, the device itself must be on a
-    /// PASID-compatible HWPT, and a PASID may only be attached while it is (or
-    /// is not attached). EINVAL otherwise; and for a PASID the device does not
-    /// have.
+    /// The PASID rules: while a PASID is attached, the device itself may only
+    /// move to a PASID-compatible HWPT, and a PASID may only be attached (to a
+    /// compatible HWPT) while the device itself is on a compatible HWPT or on
+    /// none. EINVAL otherwise, and for a PASID beyond the device's width.
     fn pasid_check(
         idev: &IommufdDevice,
         attached: &BTreeMap<u32, Hwpt>,
