@@ -198,7 +198,7 @@ impl DmaEngine {
     }
 
     /// Translates `[iova, iova + len)` page by page and calls `copy(phys, offset,
-    /// n)` for each piece.
+    /// n)` for each physically contiguous run of pages.
     fn access(
         &self,
         pasid: u32,
