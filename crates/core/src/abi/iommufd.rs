@@ -882,5 +882,21 @@ mod tests {
             command_name(IOMMU_HWPT_INVALIDATE),
             Some("IOMMU_HWPT_INVALIDATE")
         );
+        assert_eq!(command_name(IOMMU_VIOMMU_ALLOC), Some("IOMMU_VIOMMU_ALLOC"));
+        assert_eq!(
+            command_name(IOMMU_VDEVICE_ALLOC),
+            Some("IOMMU_VDEVICE_ALLOC")
+        );
+        let c = iommu_test_cmd::new(
+            5,
+            &iommu_test_cmd_check_dev_cache {
+                id: 1,
+                cache: 0xbaddad,
+            },
+        );
+        assert_eq!(
+            c.describe(),
+            "{ size: 72, op: DEV_CHECK_CACHE, id: 5, iommu_test_cmd_check_dev_cache { id: 1, cache: 0xbaddad } }"
+        );
     }
 }
