@@ -437,3 +437,45 @@ fn close_with_everything_alive() {
     f.check();
     // Dropping the fixture closes the context: every object goes, in order.
 }
+
+#[test]
+fn other_iommu_and_driver_without_viommu() {
+    use softiommu::iommu::vtd::{VtdCaps, VtdDriver};
+    use softiommu::iommu::Device;
+    use std::sync::Arc;
+
+    let s = ViommuFixture::new(true);
+    let f = &s.f;
+    let driver = VtdDriver::new(VtdCaps::default(), f.mem.clone());
+    let dev = Arc::new(Device::new("0000:00:03.0", driver, 0));
+    let vtd = f.step(f.ctx().device_bind(dev)).unwrap();
+    // A device behind another IOMMU gets no virtual ID on the mock's vIOMMU.
+    expect_errno(s.vdevice_alloc(s.viommu_id, vtd.id, 0x99), Errno::EINVAL);
+    // A driver without vIOMMUs refuses the type before the HWPT is looked up.
+    expect_errno(s.viommu_alloc(vtd.id, 0, SELFTEST), Errno::EOPNOTSUPP);
+    // Nor is its device a mock device for DEV_CHECK_CACHE.
+    expect_errno(s.check_cache(vtd.id, 0, DEFAULT), Errno::EINVAL);
+}
+
+#[test]
+fn unbind_while_attached_through_vdevice() {
+    let s = ViommuFixture::new(true);
+    let f = &s.f;
+    let vdev = s.vdevice_alloc(s.viommu_id, s.device_id, 0x99).unwrap();
+    f.mock_domain_replace(s.stdev_id, s.nested_hwpt_id).unwrap();
+    f.destroy(s.stdev_id).unwrap();
+    expect_errno(f.destroy(vdev), Errno::ENOENT);
+    // The virtual ID is free again on the vIOMMU.
+    let ids = f.mock_domain(s.ioas_id).unwrap();
+    s.vdevice_alloc(s.viommu_id, ids.idev_id, 0x99).unwrap();
+    assert_eq!(
+        s.invalidate(
+            &[inv(0, 0x99, 0)],
+            IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+            ENTRY_LEN,
+            1
+        ),
+        (None, 1)
+    );
+    s.check_cache(ids.idev_id, 0, 0).unwrap();
+}

@@ -403,8 +403,9 @@ impl Iommufd {
             return Err(Error::Invalid("device cache index"));
         }
         let is_mock = std::ptr::addr_eq(Arc::as_ptr(&idev.dev.driver), Arc::as_ptr(&mock_driver()));
-        let state = MockDevState::of(&idev.dev)
-            .filter(|_| is_mock)
+        let state = is_mock
+            .then(|| MockDevState::of(&idev.dev))
+            .flatten()
             .ok_or(Error::Invalid("not a mock device"))?;
         if state.cache(cache_id) != Some(cache) {
             return Err(Error::Check {
