@@ -964,3 +964,132 @@ mod vfio_compat {
         );
     }
 }
+
+#[test]
+fn viommu_vdevice_and_dev_cache() {
+    let rig = Rig::new();
+    let ioas = rig.ioas();
+    let idev = rig.mock_device(ioas, 0);
+    let mut h = iommu_hwpt_alloc {
+        size: size_of::<iommu_hwpt_alloc>(),
+        flags: IOMMU_HWPT_ALLOC_NEST_PARENT,
+        dev_id: idev,
+        pt_id: ioas,
+        ..Default::default()
+    };
+    rig.call(IOMMU_HWPT_ALLOC, &mut h).unwrap();
+    let parent = h.out_hwpt_id;
+
+    // The original 24-byte struct is enough; shorter is EINVAL.
+    let data = rig.space.mmap_anon(None, PAGE_SIZE, true).unwrap();
+    rig.space
+        .write(
+            data,
+            iommu_viommu_selftest {
+                in_data: 0x1234,
+                ..Default::default()
+            }
+            .as_bytes(),
+        )
+        .unwrap();
+    let v = iommu_viommu_alloc {
+        size: size_of::<iommu_viommu_alloc>(),
+        type_: IOMMU_VIOMMU_TYPE_SELFTEST,
+        dev_id: idev,
+        hwpt_id: parent,
+        data_len: size_of::<iommu_viommu_selftest>(),
+        data_uptr: data,
+        ..Default::default()
+    };
+    let mut short = v;
+    short.size = 20;
+    assert_eq!(rig.call(IOMMU_VIOMMU_ALLOC, &mut short), Err(Errno::EINVAL));
+    let mut bad = v;
+    bad.flags = 1;
+    assert_eq!(
+        rig.call(IOMMU_VIOMMU_ALLOC, &mut bad),
+        Err(Errno::EOPNOTSUPP)
+    );
+    bad = v;
+    bad.type_ = IOMMU_VIOMMU_TYPE_ARM_SMMUV3;
+    assert_eq!(
+        rig.call(IOMMU_VIOMMU_ALLOC, &mut bad),
+        Err(Errno::EOPNOTSUPP)
+    );
+    let mut a = v;
+    assert_eq!(rig.call(IOMMU_VIOMMU_ALLOC, &mut a), Ok(0));
+    let viommu = a.out_viommu_id;
+    assert!(viommu > parent);
+    let mut out = [0u8; 24];
+    rig.space.read(data, &mut out).unwrap();
+    assert_eq!(
+        iommu_viommu_selftest::read_from_bytes(&out)
+            .unwrap()
+            .out_data,
+        0x1234
+    );
+
+    let vd = iommu_vdevice_alloc {
+        size: size_of::<iommu_vdevice_alloc>(),
+        viommu_id: viommu,
+        dev_id: idev,
+        out_vdevice_id: 0,
+        virt_id: 0x42,
+    };
+    let mut short = vd;
+    short.size = 16;
+    assert_eq!(
+        rig.call(IOMMU_VDEVICE_ALLOC, &mut short),
+        Err(Errno::EINVAL)
+    );
+    let mut d = vd;
+    assert_eq!(rig.call(IOMMU_VDEVICE_ALLOC, &mut d), Ok(0));
+    let vdev = d.out_vdevice_id;
+    let mut again = vd;
+    assert_eq!(
+        rig.call(IOMMU_VDEVICE_ALLOC, &mut again),
+        Err(Errno::EEXIST)
+    );
+
+    // Invalidate entry 3 of the device's cache through the vIOMMU.
+    let check = |index: u32, cache: u32| {
+        let mut c = iommu_test_cmd::new(idev, &iommu_test_cmd_check_dev_cache { id: index, cache });
+        rig.call(IOMMU_TEST_CMD, &mut c)
+    };
+    assert_eq!(check(3, IOMMU_TEST_DEV_CACHE_DEFAULT), Ok(0));
+    let req = iommu_viommu_invalidate_selftest {
+        flags: 0,
+        vdev_id: 0x42,
+        cache_id: 3,
+    };
+    let array = rig.space.mmap_anon(None, PAGE_SIZE, true).unwrap();
+    rig.space.write(array, req.as_bytes()).unwrap();
+    let mut i = iommu_hwpt_invalidate {
+        size: size_of::<iommu_hwpt_invalidate>(),
+        hwpt_id: viommu,
+        data_uptr: array,
+        data_type: IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+        entry_len: size_of::<iommu_viommu_invalidate_selftest>(),
+        entry_num: 1,
+        __reserved: 0,
+    };
+    assert_eq!(rig.call(IOMMU_HWPT_INVALIDATE, &mut i), Ok(0));
+    assert_eq!(i.entry_num, 1);
+    assert_eq!(check(3, 0), Ok(0));
+    assert_eq!(check(2, 0), Err(Errno::EINVAL));
+    assert_eq!(check(4, 0), Err(Errno::EINVAL));
+
+    // Destroy order: the vIOMMU is busy while its vDEVICE lives.
+    let mut x = iommu_destroy {
+        size: size_of::<iommu_destroy>(),
+        id: viommu,
+    };
+    assert_eq!(rig.call(IOMMU_DESTROY, &mut x), Err(Errno::EBUSY));
+    x.id = vdev;
+    assert_eq!(rig.call(IOMMU_DESTROY, &mut x), Ok(0));
+    x.id = viommu;
+    assert_eq!(rig.call(IOMMU_DESTROY, &mut x), Ok(0));
+    if let File::Iommufd(ctx) = &rig.file {
+        softiommu::iommufd::check::check(ctx).unwrap();
+    }
+}

@@ -240,7 +240,7 @@ fn snapshot(w: &World) -> Snapshot {
             }
             Object::Device(d) => s.devices.push((id, d.hwpt().map(|h| h.id()))),
             Object::Access(a) => s.accesses.push((id, a.ioas().map(|i| i.id), a.pinned())),
-            Object::Selftest(_) | Object::Fault(_) => {}
+            Object::Selftest(_) | Object::Fault(_) | Object::Viommu(_) | Object::Vdevice(_) => {}
         }
     }
     s

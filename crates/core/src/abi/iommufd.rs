@@ -87,6 +87,10 @@ pub static IOCTLS: &[IoctlOp] = &[
     op!(IOMMU_IOAS_UNMAP, iommu_ioas_unmap, length),
     op!(IOMMU_OPTION, iommu_option, val64),
     op!(IOMMU_TEST_CMD, iommu_test_cmd, last),
+    // Both grew driver data after their first release; the minimum is the
+    // original struct.
+    op!(IOMMU_VIOMMU_ALLOC, iommu_viommu_alloc, out_viommu_id),
+    op!(IOMMU_VDEVICE_ALLOC, iommu_vdevice_alloc, virt_id),
     op!(IOMMU_VFIO_IOAS, iommu_vfio_ioas, __reserved),
 ];
 
@@ -120,6 +124,7 @@ fn test_op_name(op: u32) -> &'static str {
         IOMMU_TEST_OP_PASID_REPLACE => "PASID_REPLACE",
         IOMMU_TEST_OP_PASID_DETACH => "PASID_DETACH",
         IOMMU_TEST_OP_PASID_CHECK_HWPT => "PASID_CHECK_HWPT",
+        IOMMU_TEST_OP_DEV_CHECK_CACHE => "DEV_CHECK_CACHE",
         _ => "?",
     }
 }
@@ -170,6 +175,8 @@ macro_rules! describe_debug {
 }
 
 describe_debug!(
+    iommu_vdevice_alloc,
+    iommu_viommu_alloc,
     iommu_destroy,
     iommu_fault_alloc,
     iommu_hw_info,
@@ -222,6 +229,9 @@ impl Describe for iommu_test_cmd {
             IOMMU_TEST_OP_PASID_REPLACE => hex(&self.payload_as::<iommu_test_cmd_pasid_replace>()),
             IOMMU_TEST_OP_PASID_DETACH => hex(&self.payload_as::<iommu_test_cmd_pasid_detach>()),
             IOMMU_TEST_OP_PASID_CHECK_HWPT => hex(&self.payload_as::<iommu_test_cmd_pasid_check>()),
+            IOMMU_TEST_OP_DEV_CHECK_CACHE => {
+                hex(&self.payload_as::<iommu_test_cmd_check_dev_cache>())
+            }
             _ => hex(&self.payload),
         };
         format!(
@@ -405,6 +415,29 @@ pub(super) fn ioctl(
                 c.fault_id,
             )?;
             c.out_hwpt_id = id;
+            let ctx = ctx.clone();
+            Ok(Reply::RespondOrUndo(Box::new(move || {
+                let _ = ctx.destroy(id);
+            })))
+        }),
+        IOMMU_VIOMMU_ALLOC => run(&u, min, t, |c: &mut iommu_viommu_alloc| {
+            let id = ctx.viommu_alloc(
+                c.dev_id,
+                c.hwpt_id,
+                c.type_,
+                c.flags,
+                c.data_len,
+                c.data_uptr,
+            )?;
+            c.out_viommu_id = id;
+            let ctx = ctx.clone();
+            Ok(Reply::RespondOrUndo(Box::new(move || {
+                let _ = ctx.destroy(id);
+            })))
+        }),
+        IOMMU_VDEVICE_ALLOC => run(&u, min, t, |c: &mut iommu_vdevice_alloc| {
+            let id = ctx.vdevice_alloc(c.viommu_id, c.dev_id, c.virt_id)?;
+            c.out_vdevice_id = id;
             let ctx = ctx.clone();
             Ok(Reply::RespondOrUndo(Box::new(move || {
                 let _ = ctx.destroy(id);
@@ -759,6 +792,11 @@ fn test_cmd(env: &dyn Env, ctx: &Iommufd, c: &mut iommu_test_cmd) -> Result<Repl
             ctx.test_pasid_detach(c.id, p.pasid)?;
             Ok(Reply::None)
         }
+        IOMMU_TEST_OP_DEV_CHECK_CACHE => {
+            let p: iommu_test_cmd_check_dev_cache = c.payload_as();
+            ctx.test_dev_check_cache(c.id, p.id, p.cache)?;
+            Ok(Reply::None)
+        }
         IOMMU_TEST_OP_PASID_CHECK_HWPT => {
             let p: iommu_test_cmd_pasid_check = c.payload_as();
             ctx.test_pasid_check_hwpt(c.id, p.pasid, p.hwpt_id)?;
@@ -793,6 +831,8 @@ mod tests {
         assert_eq!(min(IOMMU_TEST_CMD), 68);
         assert_eq!(min(IOMMU_FAULT_QUEUE_ALLOC), 16);
         assert_eq!(min(IOMMU_VFIO_IOAS), 12);
+        assert_eq!(min(IOMMU_VIOMMU_ALLOC), 24);
+        assert_eq!(min(IOMMU_VDEVICE_ALLOC), 24);
     }
 
     #[test]
@@ -841,6 +881,22 @@ mod tests {
         assert_eq!(
             command_name(IOMMU_HWPT_INVALIDATE),
             Some("IOMMU_HWPT_INVALIDATE")
+        );
+        assert_eq!(command_name(IOMMU_VIOMMU_ALLOC), Some("IOMMU_VIOMMU_ALLOC"));
+        assert_eq!(
+            command_name(IOMMU_VDEVICE_ALLOC),
+            Some("IOMMU_VDEVICE_ALLOC")
+        );
+        let c = iommu_test_cmd::new(
+            5,
+            &iommu_test_cmd_check_dev_cache {
+                id: 1,
+                cache: 0xbaddad,
+            },
+        );
+        assert_eq!(
+            c.describe(),
+            "{ size: 72, op: DEV_CHECK_CACHE, id: 5, iommu_test_cmd_check_dev_cache { id: 1, cache: 0xbaddad } }"
         );
     }
 }

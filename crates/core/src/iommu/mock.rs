@@ -28,10 +28,19 @@
 //! `iotlb` value and `IOMMU_HWPT_INVALIDATE` zeroes entry by entry, so that the
 //! selftest's `MD_CHECK_IOTLB` can see which requests arrived. Any mock device
 //! can attach to one (it has no dirty tracking).
+//!
+//! vIOMMUs ([`MockViommu`], type `IOMMU_VIOMMU_TYPE_SELFTEST`): each mock device
+//! has a small device cache of `MOCK_DEV_CACHE_NUM` entries, filled with
+//! `IOMMU_TEST_DEV_CACHE_DEFAULT` ([`MockDevState`]). Invalidations sent to the
+//! vIOMMU name the device by its virtual ID and zero entries, so that
+//! `DEV_CHECK_CACHE` can see which arrived. A nested domain made by a vIOMMU
+//! accepts only devices that have a virtual ID on it (ENOENT otherwise), as the
+//! kernel's mock asks the core for the device's virtual ID at attach.
 
 use super::dma::{DmaFence, Translation};
 use super::{
-    pick_pgsize, Device, Domain, Driver, NestedDomain, PagingFlags, UserData, UserDataArray,
+    pick_pgsize, Device, Domain, Driver, DriverViommu, NestedDomain, PagingFlags, UserData,
+    UserDataArray, ViommuCore,
 };
 use crate::error::{Error, Result};
 use crate::inject;
@@ -40,16 +49,18 @@ use crate::range::{IovaRange, RangeMap};
 use softiommu_uapi::iommufd::{IOMMU_HWPT_ALLOC_PASID, IOMMU_HW_INFO_TYPE_DEFAULT};
 use softiommu_uapi::test::{
     iommu_hwpt_invalidate_selftest, iommu_hwpt_selftest, iommu_test_hw_info,
-    IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL,
-    IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_TEST_PASID_RESERVED,
-    MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
-    MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_PASID_WIDTH,
+    iommu_viommu_invalidate_selftest, iommu_viommu_selftest, IOMMU_HWPT_DATA_SELFTEST,
+    IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL,
+    IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_TEST_DEV_CACHE_DEFAULT, IOMMU_TEST_INVALIDATE_FLAG_ALL,
+    IOMMU_TEST_PASID_RESERVED, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, IOMMU_VIOMMU_TYPE_SELFTEST,
+    MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_DEV_CACHE_ID_MAX, MOCK_DEV_CACHE_NUM,
+    MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_NESTED_DOMAIN_IOTLB_NUM, MOCK_PASID_WIDTH,
 };
 use softiommu_uapi::Errno;
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use zerocopy::IntoBytes;
 
 /// The mock's IO page size: half a CPU page.
@@ -154,28 +165,177 @@ impl Driver for MockDriver {
         if flags & !IOMMU_HWPT_ALLOC_PASID != 0 {
             return Err(Error::NotSupported("nested mock domain flags"));
         }
-        if data.data_type != IOMMU_HWPT_DATA_SELFTEST {
-            return Err(Error::NotSupported("nested mock domain data type"));
-        }
         if parent.as_any().downcast_ref::<MockDomain>().is_none() {
             return Err(Error::Invalid("parent is not a mock domain"));
         }
-        // `iotlb` was the struct's only field at first.
-        let min_len = std::mem::offset_of!(iommu_hwpt_selftest, iotlb) + 4;
-        let cfg: iommu_hwpt_selftest = data.copy_struct(IOMMU_HWPT_DATA_SELFTEST, min_len)?;
-        inject::point("mock nested domain alloc")?;
-        Ok(Arc::new(MockNestedDomain {
-            iotlb: Mutex::new([cfg.iotlb; MOCK_NESTED_DOMAIN_IOTLB_NUM as usize]),
-            flags,
-            parent: parent.clone(),
-        }))
+        nested_alloc(parent, flags, data, None)
     }
 
-    fn attach_check_nested(&self, domain: &dyn NestedDomain, _dev: &Device) -> Result<()> {
-        if domain.as_any().downcast_ref::<MockNestedDomain>().is_none() {
+    fn attach_check_nested(&self, domain: &dyn NestedDomain, dev: &Device) -> Result<()> {
+        let Some(nested) = domain.as_any().downcast_ref::<MockNestedDomain>() else {
             return Err(Error::Invalid("not a mock nested domain"));
+        };
+        // A vIOMMU's nested domain serves only devices with a virtual ID on it.
+        if let Some(viommu) = &nested.viommu {
+            let has_id = viommu.upgrade().and_then(|v| v.vdev_id(dev)).is_some();
+            if !has_id {
+                return Err(Error::Other {
+                    what: "device has no virtual ID on the vIOMMU",
+                    errno: Errno::ENOENT,
+                });
+            }
         }
         Ok(())
+    }
+
+    fn viommu_supported(&self, _dev: &Device, viommu_type: u32) -> bool {
+        viommu_type == IOMMU_VIOMMU_TYPE_SELFTEST
+    }
+
+    fn viommu_alloc(
+        &self,
+        _dev: &Device,
+        viommu_type: u32,
+        parent: &Arc<dyn Domain>,
+        data: Option<&UserData<'_>>,
+        core: Weak<dyn ViommuCore>,
+    ) -> Result<Arc<dyn DriverViommu>> {
+        if viommu_type != IOMMU_VIOMMU_TYPE_SELFTEST {
+            return Err(Error::NotSupported("mock vIOMMU type"));
+        }
+        if let Some(data) = data {
+            // `out_data` ends the struct's original fields.
+            let min_len = std::mem::offset_of!(iommu_viommu_selftest, out_data) + 4;
+            let mut cfg: iommu_viommu_selftest =
+                data.copy_struct(IOMMU_VIOMMU_TYPE_SELFTEST, min_len)?;
+            // Loopback; the register page the kernel's mock offers for mmap
+            // is not modelled, so its offset and length stay 0.
+            cfg.out_data = cfg.in_data;
+            data.write_struct(&cfg)?;
+        }
+        inject::point("mock viommu alloc")?;
+        Ok(Arc::new(MockViommu {
+            parent: parent.clone(),
+            core,
+        }))
+    }
+}
+
+/// Makes a mock nested domain on `parent` from the user's `data`, made by
+/// `viommu` if any.
+fn nested_alloc(
+    parent: &Arc<dyn Domain>,
+    flags: u32,
+    data: &UserData<'_>,
+    viommu: Option<Weak<dyn ViommuCore>>,
+) -> Result<Arc<dyn NestedDomain>> {
+    if data.data_type != IOMMU_HWPT_DATA_SELFTEST {
+        return Err(Error::NotSupported("nested mock domain data type"));
+    }
+    // `iotlb` was the struct's only field at first.
+    let min_len = std::mem::offset_of!(iommu_hwpt_selftest, iotlb) + 4;
+    let cfg: iommu_hwpt_selftest = data.copy_struct(IOMMU_HWPT_DATA_SELFTEST, min_len)?;
+    inject::point("mock nested domain alloc")?;
+    Ok(Arc::new(MockNestedDomain {
+        iotlb: Mutex::new([cfg.iotlb; MOCK_NESTED_DOMAIN_IOTLB_NUM as usize]),
+        flags,
+        parent: parent.clone(),
+        viommu,
+    }))
+}
+
+/// The mock's per-device state: the device cache a vIOMMU invalidates.
+#[derive(Debug)]
+pub struct MockDevState {
+    cache: Mutex<[u32; MOCK_DEV_CACHE_NUM as usize]>,
+}
+
+impl MockDevState {
+    /// The state of `dev`, made with a full cache on first use.
+    pub fn of(dev: &Device) -> Option<&MockDevState> {
+        dev.driver_private(|| MockDevState {
+            cache: Mutex::new([IOMMU_TEST_DEV_CACHE_DEFAULT; MOCK_DEV_CACHE_NUM as usize]),
+        })
+    }
+
+    /// The cache entry `index`, if there is one.
+    pub fn cache(&self, index: u32) -> Option<u32> {
+        let cache = self.cache.lock().expect("mock device cache poisoned");
+        cache.get(index as usize).copied()
+    }
+}
+
+/// A mock vIOMMU (`IOMMU_VIOMMU_TYPE_SELFTEST`).
+#[derive(Debug)]
+pub struct MockViommu {
+    /// Its stage 2.
+    parent: Arc<dyn Domain>,
+    /// The core's table of virtual IDs.
+    core: Weak<dyn ViommuCore>,
+}
+
+impl DriverViommu for MockViommu {
+    fn alloc_domain_nested(
+        &self,
+        flags: u32,
+        data: &UserData<'_>,
+    ) -> Result<Arc<dyn NestedDomain>> {
+        if flags & !IOMMU_HWPT_ALLOC_PASID != 0 {
+            return Err(Error::NotSupported("nested mock domain flags"));
+        }
+        nested_alloc(&self.parent, flags, data, Some(self.core.clone()))
+    }
+
+    fn cache_invalidate(&self, array: &mut UserDataArray<'_>) -> Result<()> {
+        // An empty array of the right type checks that the type is known.
+        if array.entry_num == 0 && array.data_type == IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST {
+            return Ok(());
+        }
+        // The whole array is read before any request is acted on.
+        let min_len = std::mem::size_of::<iommu_viommu_invalidate_selftest>();
+        let reqs = (0..array.entry_num).map(|i| {
+            array.copy_entry::<iommu_viommu_invalidate_selftest>(
+                IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST,
+                i,
+                min_len,
+            )
+        });
+        let reqs = match reqs.collect::<Result<Vec<_>>>() {
+            Ok(r) => r,
+            Err(e) => {
+                array.entry_num = 0;
+                return Err(e);
+            }
+        };
+        let core = self.core.upgrade();
+        let mut done = 0;
+        let result = reqs.iter().try_for_each(|inv| {
+            if inv.flags & !IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                return Err(Error::NotSupported("invalidation flags"));
+            }
+            if inv.cache_id > MOCK_DEV_CACHE_ID_MAX {
+                return Err(Error::Invalid("device cache index"));
+            }
+            let dev = core
+                .as_ref()
+                .and_then(|c| c.find_dev(u64::from(inv.vdev_id)))
+                .ok_or(Error::Invalid("no device with that virtual ID"))?;
+            let state = MockDevState::of(&dev).ok_or(Error::Invalid("not a mock device"))?;
+            let mut cache = state.cache.lock().expect("mock device cache poisoned");
+            if inv.flags & IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
+                *cache = [0; MOCK_DEV_CACHE_NUM as usize];
+            } else {
+                cache[inv.cache_id as usize] = 0;
+            }
+            done += 1;
+            Ok(())
+        });
+        array.entry_num = done;
+        result
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -187,6 +347,8 @@ pub struct MockNestedDomain {
     flags: u32,
     /// The paging parent: with no stage-1 table, DMA translates through it alone.
     parent: Arc<dyn Domain>,
+    /// The vIOMMU that made it, if one did.
+    viommu: Option<Weak<dyn ViommuCore>>,
 }
 
 impl MockNestedDomain {

@@ -15,6 +15,13 @@
 //! ([`UserDataArray`]) as the kernel's `iommu_user_data{,_array}`, and the copy
 //! helpers apply the kernel's `iommu_copy_struct_from_user{,_array}` rules.
 //!
+//! A driver may also give user space a *vIOMMU* ([`DriverViommu`]): its
+//! per-VM view of one IOMMU instance on a nesting parent, which makes nested
+//! domains and takes invalidations that name devices by their guest-visible
+//! (virtual) IDs. The core owns the table of virtual IDs; the driver reaches it
+//! through [`ViommuCore`], as the kernel's drivers call
+//! `iommufd_viommu_find_dev` / `iommufd_viommu_get_vdev_id`.
+//!
 //! Drivers: [`mock`], the kernel selftest's mock IOMMU.
 
 pub mod dma;
@@ -31,7 +38,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// DMA may read through the mapping (`IOMMU_READ`).
@@ -178,6 +185,17 @@ impl UserData<'_> {
     }
 }
 
+impl UserData<'_> {
+    /// Writes `v` back over the first `len` bytes of the data (the kernel's
+    /// `iommu_copy_struct_to_user`, after [`UserData::copy_struct`] checked
+    /// the type and length). EFAULT for memory that cannot be written.
+    pub fn write_struct<T: IntoBytes + zerocopy::Immutable>(&self, v: &T) -> Result<()> {
+        let bytes = v.as_bytes();
+        let len = (self.len as usize).min(bytes.len());
+        self.mem.write(self.uptr, &bytes[..len])
+    }
+}
+
 /// An array of driver-specific entries in user memory (the kernel's
 /// `iommu_user_data_array`).
 pub struct UserDataArray<'a> {
@@ -244,6 +262,8 @@ pub struct Device {
     attachments: RwLock<BTreeMap<u32, Attachment>>,
     /// Scratch state of the driver's own.
     driver_state: AtomicU32,
+    /// Per-device state of the driver's own, made on first use.
+    driver_private: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl Device {
@@ -255,7 +275,21 @@ impl Device {
             flags,
             attachments: RwLock::default(),
             driver_state: AtomicU32::new(0),
+            driver_private: OnceLock::new(),
         }
+    }
+
+    /// The driver's per-device state of type `T`, made by `init` on first use;
+    /// `None` if the device already holds state of another type.
+    pub fn driver_private<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.driver_private
+            .get_or_init(|| Box::new(init()))
+            .downcast_ref()
+    }
+
+    /// Whether `self` and `other` sit behind the same IOMMU instance.
+    pub fn same_iommu(&self, other: &Device) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.driver), Arc::as_ptr(&other.driver))
     }
 
     /// What `pasid` is attached to.
@@ -321,6 +355,62 @@ pub trait Driver: Send + Sync + Debug {
 
     /// log2 of the number of PASIDs `dev` supports; 0 for none.
     fn max_pasid_log2(&self, dev: &Device) -> u8;
+
+    /// Whether the driver models vIOMMUs of `viommu_type` for `dev` (the
+    /// kernel's `get_viommu_size` being non-zero). None by default.
+    fn viommu_supported(&self, _dev: &Device, _viommu_type: u32) -> bool {
+        false
+    }
+
+    /// Makes a vIOMMU of `viommu_type` for the IOMMU behind `dev`, with `parent`
+    /// (a nesting parent of this driver) as its stage 2, configured by the
+    /// user's `data` if there is any (the kernel's `viommu_init`). `core` is the
+    /// core's side of it. EOPNOTSUPP for a type the driver does not model (the
+    /// default: none).
+    fn viommu_alloc(
+        &self,
+        _dev: &Device,
+        _viommu_type: u32,
+        _parent: &Arc<dyn Domain>,
+        _data: Option<&UserData<'_>>,
+        _core: Weak<dyn ViommuCore>,
+    ) -> Result<Arc<dyn DriverViommu>> {
+        Err(Error::NotSupported("driver has no vIOMMU of this type"))
+    }
+}
+
+/// The core's side of a vIOMMU, for its driver: the table of virtual device IDs.
+pub trait ViommuCore: Send + Sync + Debug {
+    /// The device whose virtual ID on the vIOMMU is `virt_id`.
+    fn find_dev(&self, virt_id: u64) -> Option<Arc<Device>>;
+
+    /// The virtual ID of `dev` on the vIOMMU, if it has one.
+    fn vdev_id(&self, dev: &Device) -> Option<u64>;
+}
+
+/// A driver's vIOMMU (the kernel's `iommufd_viommu_ops`).
+pub trait DriverViommu: Send + Sync + Debug {
+    /// Makes a nested domain on the vIOMMU's stage 2 from the user's `data`;
+    /// `flags` are the `IOMMU_HWPT_ALLOC_*` flags that reach the driver.
+    /// EOPNOTSUPP when the vIOMMU cannot (the default).
+    fn alloc_domain_nested(
+        &self,
+        _flags: u32,
+        _data: &UserData<'_>,
+    ) -> Result<Arc<dyn NestedDomain>> {
+        Err(Error::NotSupported("vIOMMU cannot make nested domains"))
+    }
+
+    /// Invalidates caches as the user's requests in `array` say; sets
+    /// `array.entry_num` to the number handled, also on failure. EOPNOTSUPP
+    /// when the vIOMMU takes no invalidations (the default).
+    fn cache_invalidate(&self, array: &mut UserDataArray<'_>) -> Result<()> {
+        array.entry_num = 0;
+        Err(Error::NotSupported("vIOMMU takes no invalidations"))
+    }
+
+    /// For drivers' and checks' own downcasts.
+    fn as_any(&self) -> &dyn Any;
 }
 
 /// The page size and count for the next piece of a map of `size` bytes at `iova`

@@ -4,7 +4,10 @@
 //! principles what the structures should hold and compares:
 //! - object users: each IOAS is used by its paging HWPTs and accesses, each
 //!   nesting parent by its nested HWPTs, each HWPT by its attached devices, each
-//!   selftest device's idev by the selftest object;
+//!   selftest device's idev by the selftest object, each vIOMMU's parent by
+//!   the vIOMMU, each vIOMMU by its vDEVICEs and the nested HWPTs it made;
+//! - each vIOMMU's table of virtual IDs holds exactly its published vDEVICEs,
+//!   and each device names exactly the vDEVICE that names it;
 //! - each nested HWPT's parent is a published, explicitly allocated nesting
 //!   parent, and each attached device's HWPT is the one published under its ID;
 //! - each IOAS: areas clear of reserved ranges and aligned; the alignment is what
@@ -94,7 +97,19 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                 hwpts.push(h.clone());
             }
             Object::HwptNested(h) => {
-                *expect_users.entry(h.parent.id).or_default() += 1;
+                *expect_users.entry(h.used_id()).or_default() += 1;
+                if let Some(v) = &h.viommu {
+                    let viommu_ok = matches!(
+                        objects.iter().find(|(vid, ..)| *vid == v.id),
+                        Some((_, Object::Viommu(p), _)) if Arc::ptr_eq(p, v)
+                    );
+                    ensure!(
+                        viommu_ok && Arc::ptr_eq(&v.hwpt, &h.parent),
+                        "nested HWPT {}: vIOMMU {} is not published or not on its parent",
+                        h.id,
+                        v.id
+                    );
+                }
                 if let Some(f) = &h.fault {
                     *expect_users.entry(f.id).or_default() += 1;
                 }
@@ -111,6 +126,17 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                 );
             }
             Object::Device(d) => {
+                if let Some(vid) = d.vdev() {
+                    let named = matches!(
+                        objects.iter().find(|(oid, ..)| *oid == vid),
+                        Some((_, Object::Vdevice(v), _)) if Arc::ptr_eq(&v.idev, d)
+                    );
+                    ensure!(
+                        named,
+                        "device {} names vDEVICE {vid}, which is not its",
+                        d.id
+                    );
+                }
                 for (pasid, h) in d.attachments() {
                     *expect_users.entry(h.id()).or_default() += 1;
                     let published = objects.iter().any(|(hid, o, _)| {
@@ -144,6 +170,48 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
             }
             Object::Selftest(m) => {
                 *expect_users.entry(m.idev.id).or_default() += 1;
+            }
+            Object::Viommu(v) => {
+                ensure!(v.id == *id, "vIOMMU {} filed under {}", v.id, id);
+                *expect_users.entry(v.hwpt.id).or_default() += 1;
+                ensure!(
+                    v.hwpt.flags.nest_parent,
+                    "vIOMMU {}: HWPT {} is not a nesting parent",
+                    v.id,
+                    v.hwpt.id
+                );
+                for (virt_id, vdev_id) in v.vdevs.entries() {
+                    let named = matches!(
+                        objects.iter().find(|(oid, ..)| *oid == vdev_id),
+                        Some((_, Object::Vdevice(d), _))
+                            if Arc::ptr_eq(&d.viommu, v) && d.virt_id == virt_id
+                    );
+                    ensure!(
+                        named,
+                        "vIOMMU {}: virtual ID {virt_id:#x} names {vdev_id}, not its vDEVICE",
+                        v.id
+                    );
+                }
+            }
+            Object::Vdevice(d) => {
+                ensure!(d.id == *id, "vDEVICE {} filed under {}", d.id, id);
+                *expect_users.entry(d.viommu.id).or_default() += 1;
+                let device_ok = matches!(
+                    objects.iter().find(|(oid, ..)| *oid == d.idev.id),
+                    Some((_, Object::Device(i), _)) if Arc::ptr_eq(i, &d.idev)
+                );
+                ensure!(
+                    device_ok && d.idev.vdev() == Some(d.id),
+                    "vDEVICE {}: device {} is not bound or names another vDEVICE",
+                    d.id,
+                    d.idev.id
+                );
+                ensure!(
+                    d.viommu.vdevs.entries().contains(&(d.virt_id, d.id)),
+                    "vDEVICE {} is missing from vIOMMU {}",
+                    d.id,
+                    d.viommu.id
+                );
             }
             Object::Fault(f) => {
                 ensure!(f.id == *id, "fault queue {} filed under {}", f.id, id);

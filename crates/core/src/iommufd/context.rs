@@ -5,8 +5,10 @@
 //! takes an ID that lookups cannot see, [`Table::finalize`] publishes the object,
 //! [`Table::abort`] gives the ID back — so a creation that fails half-way leaves
 //! nothing. Each entry counts its *users*: other objects that depend on it (a HWPT
-//! on its IOAS, a nested HWPT on its parent, a device on its HWPT, an access on its IOAS, a HWPT and an open fault file on a fault queue). `destroy` refuses with
-//! EBUSY while there are users.
+//! on its IOAS, a nested HWPT on its parent, a device on its HWPT, an access on its IOAS, a HWPT and an open fault file on a fault queue, a vIOMMU on its parent, a
+//! vDEVICE or nested HWPT on its vIOMMU). `destroy` refuses with EBUSY while
+//! there are users. A *tombstone* is an ID that stays taken but names nothing
+//! (a vDEVICE whose device was unbound): lookups and `destroy` give ENOENT.
 //!
 //! Closing the context — dropping the last [`Iommufd`] handle and every handle that
 //! keeps the context alive (access handles) — destroys every object, dependents
@@ -21,6 +23,7 @@ use super::fault::Fault;
 use super::hw_pagetable::{HwptNested, HwptPaging};
 use super::ioas::Ioas;
 use super::selftest::MockDev;
+use super::viommu::{Vdevice, Viommu};
 use crate::error::{Error, Result};
 use crate::inject;
 use crate::mem::{AccountMode, Process};
@@ -44,6 +47,10 @@ pub enum Object {
     Selftest(Arc<MockDev>),
     /// A fault queue (`IOMMU_FAULT_QUEUE_ALLOC`).
     Fault(Arc<Fault>),
+    /// A vIOMMU (`IOMMU_VIOMMU_ALLOC`).
+    Viommu(Arc<Viommu>),
+    /// A vDEVICE (`IOMMU_VDEVICE_ALLOC`).
+    Vdevice(Arc<Vdevice>),
 }
 
 impl Object {
@@ -57,6 +64,8 @@ impl Object {
             Object::Access(_) => "ACCESS",
             Object::Selftest(_) => "SELFTEST",
             Object::Fault(_) => "FAULT",
+            Object::Viommu(_) => "VIOMMU",
+            Object::Vdevice(_) => "VDEVICE",
         }
     }
 }
@@ -136,6 +145,15 @@ impl Table {
             }
         } else {
             self.free.insert(id);
+        }
+    }
+
+    /// Takes the published, unused object `id` out and leaves its ID taken
+    /// but naming nothing until the table goes.
+    pub fn tombstone(&mut self, id: u32) -> Option<Object> {
+        match self.entries.get_mut(&id) {
+            Some(e) if e.users == 0 => e.obj.take(),
+            _ => None,
         }
     }
 
@@ -279,6 +297,14 @@ impl Iommufd {
         }
     }
 
+    /// Looks up the bound device `id`.
+    pub fn get_device(&self, id: u32) -> Result<Arc<IommufdDevice>> {
+        match self.table().get(id) {
+            Some(Object::Device(d)) => Ok(d.clone()),
+            _ => Err(Error::NoObject { id }),
+        }
+    }
+
     /// Looks up the selftest mock device `id`.
     pub fn get_mock_dev(&self, id: u32) -> Result<Arc<MockDev>> {
         match self.table().get(id) {
@@ -323,6 +349,8 @@ impl CtxInner {
             Object::Access(access) => access.destroy(self),
             Object::Selftest(mock) => mock.destroy(self),
             Object::Fault(fault) => fault.destroy(self),
+            Object::Viommu(viommu) => viommu.destroy(self),
+            Object::Vdevice(vdev) => vdev.destroy(self),
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct IommufdDevice {
     pub dev: Arc<Device>,
     /// The HWPT each PASID is attached to ([`NO_PASID`]: the device itself).
     attached: Mutex<BTreeMap<u32, Hwpt>>,
+    /// The object ID of its vDEVICE, if it has one. Changed under the object
+    /// table lock.
+    vdev: Mutex<Option<u32>>,
 }
 
 impl IommufdDevice {
@@ -58,6 +61,15 @@ impl IommufdDevice {
             .iter()
             .map(|(p, h)| (*p, h.clone()))
             .collect()
+    }
+
+    /// The object ID of the device's vDEVICE, if it has one.
+    pub fn vdev(&self) -> Option<u32> {
+        *self.vdev.lock().expect("device lock poisoned")
+    }
+
+    pub(crate) fn set_vdev(&self, vdev: Option<u32>) {
+        *self.vdev.lock().expect("device lock poisoned") = vdev;
     }
 
     fn attached(&self) -> MutexGuard<'_, BTreeMap<u32, Hwpt>> {
@@ -82,9 +94,11 @@ impl IommufdDevice {
         self.dev.set_attachment(pasid, attachment);
     }
 
-    /// Unbinding (or closing the context) detaches every PASID first.
+    /// Unbinding (or closing the context) detaches every PASID first, then
+    /// destroys the device's vDEVICE.
     pub(crate) fn destroy(&self, ctx: &CtxInner) {
         ctx.device_detach_all(self);
+        ctx.vdevice_revoke(self);
     }
 }
 
@@ -164,6 +178,7 @@ impl Iommufd {
             id,
             dev,
             attached: Mutex::default(),
+            vdev: Mutex::default(),
         });
         t.finalize(id, Object::Device(idev.clone()));
         Ok(idev)

@@ -9,7 +9,10 @@
 //! A nested HWPT (`IOMMU_HWPT_ALLOC` on a paging HWPT allocated with
 //! `NEST_PARENT`) wraps a driver's nested domain: a stage-1 table the user owns,
 //! translated through its parent. It has no IOAS of its own and maps nothing; the
-//! user tells the driver what changed with `IOMMU_HWPT_INVALIDATE`.
+//! user tells the driver what changed with `IOMMU_HWPT_INVALIDATE`. A nested
+//! HWPT may also be made by a vIOMMU ([`super::viommu`]; `pt_id` names the
+//! vIOMMU): its parent is then the vIOMMU's, and it uses the vIOMMU instead.
+//! `IOMMU_HWPT_INVALIDATE` on a vIOMMU goes to the vIOMMU's driver.
 //!
 //! Users: a paging HWPT is a user of its IOAS for its whole life, a nested HWPT
 //! of its parent; each attached device is a user of its HWPT. So a parent cannot
@@ -25,6 +28,7 @@ use super::context::{CtxInner, Iommufd, Object};
 use super::fault::Fault;
 use super::ioas::Ioas;
 use super::iova_bitmap::IovaBitmap;
+use super::viommu::Viommu;
 use crate::error::{Error, Result};
 use crate::iommu::{Device, Domain, NestedDomain, PagingFlags, UserData, UserDataArray};
 use crate::range::IovaRange;
@@ -64,12 +68,19 @@ pub struct HwptNested {
     pub flags: u32,
     /// The fault queue its page requests go to (`IOMMU_HWPT_FAULT_ID_VALID`).
     pub fault: Option<Arc<Fault>>,
+    /// The vIOMMU that made it, which it uses instead of its parent.
+    pub viommu: Option<Arc<Viommu>>,
 }
 
 impl HwptNested {
+    /// The object it uses: its vIOMMU if one made it, else its parent.
+    pub fn used_id(&self) -> u32 {
+        self.viommu.as_ref().map_or(self.parent.id, |v| v.id)
+    }
+
     pub(crate) fn destroy(&self, ctx: &CtxInner) {
         let mut t = ctx.table();
-        t.remove_user(self.parent.id);
+        t.remove_user(self.used_id());
         if let Some(f) = &self.fault {
             t.remove_user(f.id);
         }
@@ -245,10 +256,23 @@ impl Iommufd {
                     mem: &*space,
                 };
                 return self
-                    .hwpt_nested_alloc(&idev.dev, &parent, flags, &data, &fault)
+                    .hwpt_nested_alloc(&idev.dev, &parent, flags, &data, &fault, None)
                     .map(|h| h.id);
             }
-            _ => return Err(Error::Invalid("not an IOAS or a HWPT")),
+            Some(Object::Viommu(viommu)) => {
+                let space = self.process().space.clone();
+                let data = UserData {
+                    data_type,
+                    uptr: data_uptr,
+                    len: data_len,
+                    mem: &*space,
+                };
+                let parent = viommu.hwpt.clone();
+                return self
+                    .hwpt_nested_alloc(&idev.dev, &parent, flags, &data, &fault, Some(viommu))
+                    .map(|h| h.id);
+            }
+            _ => return Err(Error::Invalid("not an IOAS, a HWPT or a vIOMMU")),
         };
         if flags & !PAGING_FLAGS != 0 {
             return Err(Error::NotSupported("HWPT flags"));
@@ -271,10 +295,11 @@ impl Iommufd {
         Ok(hwpt.id)
     }
 
-    /// A nested HWPT on `parent` for `dev`, published with `parent` counting it
-    /// as a user. EOPNOTSUPP for flags other than PASID (and the fault flag) or
-    /// no driver data; EINVAL unless `parent` was allocated explicitly as a
-    /// nesting parent by `dev`'s driver.
+    /// A nested HWPT on `parent` for `dev`, published with `parent` (or
+    /// `viommu`, which then makes the domain) counting it as a user. EOPNOTSUPP
+    /// for flags other than PASID (and the fault flag) or no driver data;
+    /// EINVAL unless `parent` was allocated explicitly as a nesting parent by
+    /// `dev`'s driver.
     fn hwpt_nested_alloc(
         &self,
         dev: &Device,
@@ -282,6 +307,7 @@ impl Iommufd {
         flags: u32,
         data: &UserData<'_>,
         fault: &dyn Fn(u32) -> Result<Option<Arc<Fault>>>,
+        viommu: Option<Arc<Viommu>>,
     ) -> Result<Arc<HwptNested>> {
         if flags & !NESTED_FLAGS != 0 || data.len == 0 {
             return Err(Error::NotSupported("nested HWPT flags or data"));
@@ -292,9 +318,12 @@ impl Iommufd {
         let id = self.table().reserve()?;
         let result = (|| {
             let driver_flags = flags & !IOMMU_HWPT_FAULT_ID_VALID;
-            let domain = dev
-                .driver
-                .domain_alloc_nested(dev, &parent.domain, driver_flags, data)?;
+            let domain = match &viommu {
+                Some(v) => v.driver.alloc_domain_nested(driver_flags, data)?,
+                None => dev
+                    .driver
+                    .domain_alloc_nested(dev, &parent.domain, driver_flags, data)?,
+            };
             let fault = fault(flags)?;
             Ok(Arc::new(HwptNested {
                 id,
@@ -302,12 +331,13 @@ impl Iommufd {
                 domain,
                 flags,
                 fault,
+                viommu: viommu.clone(),
             }))
         })();
         let mut t = self.table();
         match result {
             Ok(hwpt) => {
-                t.add_user(parent.id);
+                t.add_user(hwpt.used_id());
                 if let Some(f) = &hwpt.fault {
                     t.add_user(f.id);
                 }
@@ -323,9 +353,9 @@ impl Iommufd {
 
     /// `IOMMU_HWPT_INVALIDATE`: hands the `entry_num` requests of type
     /// `data_type`, `entry_len` bytes each at `data_uptr`, to the driver of the
-    /// nested HWPT `hwpt_id`. Returns the result and the number of requests
-    /// handled, which the caller reports also on failure. EINVAL for requests
-    /// without a pointer or length, or an object that is not a nested HWPT;
+    /// nested HWPT or vIOMMU `hwpt_id`. Returns the result and the number of
+    /// requests handled, which the caller reports also on failure. EINVAL for
+    /// requests without a pointer or length, or an object that is neither;
     /// ENOENT for no object.
     pub fn hwpt_invalidate(
         &self,
@@ -338,9 +368,10 @@ impl Iommufd {
         if entry_num != 0 && (data_uptr == 0 || entry_len == 0) {
             return (Err(Error::Invalid("invalidation array")), 0);
         }
-        let hwpt = match self.table().get(hwpt_id) {
-            Some(Object::HwptNested(h)) => h.clone(),
-            Some(_) => return (Err(Error::Invalid("not a nested HWPT")), 0),
+        let target = match self.table().get(hwpt_id) {
+            Some(Object::HwptNested(h)) => Ok(h.clone()),
+            Some(Object::Viommu(v)) => Err(v.clone()),
+            Some(_) => return (Err(Error::Invalid("not a nested HWPT or vIOMMU")), 0),
             None => return (Err(Error::NoObject { id: hwpt_id }), 0),
         };
         let space = self.process().space.clone();
@@ -351,7 +382,10 @@ impl Iommufd {
             entry_num,
             mem: &*space,
         };
-        let result = hwpt.domain.cache_invalidate_user(&mut array);
+        let result = match target {
+            Ok(hwpt) => hwpt.domain.cache_invalidate_user(&mut array),
+            Err(viommu) => viommu.driver.cache_invalidate(&mut array),
+        };
         (result, array.entry_num)
     }
 }

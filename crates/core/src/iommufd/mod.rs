@@ -5,7 +5,7 @@
 //! its object table), [`ioas`] the IOAS handlers, [`io_pagetable`] and [`pages`]
 //! the structures, [`hw_pagetable`] and [`device`] the HWPTs, devices and accesses,
 //! [`iova_bitmap`] the user's dirty bitmap, [`fault`] the fault queues,
-//! [`selftest`] the test operations, [`vfio_compat`] VFIO's type1 container on
+//! [`viommu`] the vIOMMUs and vDEVICEs, [`selftest`] the test operations, [`vfio_compat`] VFIO's type1 container on
 //! an iommufd, and [`check`] the consistency checker.
 
 pub mod check;
@@ -19,6 +19,7 @@ pub mod iova_bitmap;
 pub mod pages;
 pub mod selftest;
 pub mod vfio_compat;
+pub mod viommu;
 
 pub use context::{Iommufd, Object};
 pub use device::{Access, AccessOps, HwInfo, IommufdDevice};
@@ -27,3 +28,4 @@ pub use hw_pagetable::{Hwpt, HwptNested, HwptPaging};
 pub use ioas::{Ioas, IovaRanges, MapFlags};
 pub use selftest::{AccessHandle, MockDomainIds};
 pub use vfio_compat::VfioIommuInfo;
+pub use viommu::{Vdevice, Viommu};

@@ -14,10 +14,12 @@ use super::hw_pagetable::HwptPaging;
 use crate::error::{Error, Result};
 use crate::iommu::dma::NO_PASID;
 use crate::iommu::mock::{
-    MockDomain, MockDriver, MockNestedDomain, MOCK_FLAGS_DEVICE_ALL, MOCK_IO_PAGE_SIZE,
+    MockDevState, MockDomain, MockDriver, MockNestedDomain, MOCK_FLAGS_DEVICE_ALL,
+    MOCK_IO_PAGE_SIZE,
 };
 use crate::iommu::Device;
 use crate::mem::{FrameRun, PAGE_SIZE};
+use softiommu_uapi::test::MOCK_DEV_CACHE_ID_MAX;
 use softiommu_uapi::Errno;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -385,6 +387,29 @@ impl Iommufd {
         if mock.iotlb(iotlb_id) != Some(iotlb) {
             return Err(Error::Check {
                 what: "mock nested IOTLB entry differs",
+                errno: Errno::EINVAL,
+            });
+        }
+        Ok(())
+    }
+
+    /// `DEV_CHECK_CACHE`: checks that entry `cache_id` of the device cache of
+    /// the mock device bound as `dev_id` holds `cache`. ENOENT when `dev_id` is
+    /// not a bound device; EINVAL for an index past the last entry, another
+    /// driver's device or a mismatch.
+    pub fn test_dev_check_cache(&self, dev_id: u32, cache_id: u32, cache: u32) -> Result<()> {
+        let idev = self.get_device(dev_id)?;
+        if cache_id > MOCK_DEV_CACHE_ID_MAX {
+            return Err(Error::Invalid("device cache index"));
+        }
+        let is_mock = std::ptr::addr_eq(Arc::as_ptr(&idev.dev.driver), Arc::as_ptr(&mock_driver()));
+        let state = is_mock
+            .then(|| MockDevState::of(&idev.dev))
+            .flatten()
+            .ok_or(Error::Invalid("not a mock device"))?;
+        if state.cache(cache_id) != Some(cache) {
+            return Err(Error::Check {
+                what: "mock device cache entry differs",
                 errno: Errno::EINVAL,
             });
         }
