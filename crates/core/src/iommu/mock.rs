@@ -59,7 +59,7 @@ use softiommu_uapi::test::{
 use softiommu_uapi::Errno;
 use std::any::Any;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use zerocopy::IntoBytes;
 
@@ -77,9 +77,6 @@ pub const MOCK_FLAGS_DEVICE_PASID: u32 = 1 << 2;
 /// Every mock device flag.
 pub const MOCK_FLAGS_DEVICE_ALL: u32 =
     MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | MOCK_FLAGS_DEVICE_PASID;
-
-/// Mock device state: the next change at `IOMMU_TEST_PASID_RESERVED` fails.
-const MOCK_STATE_PASID_FAIL: u32 = 1 << 0;
 
 /// The mock IOMMU driver.
 #[derive(Debug, Default)]
@@ -118,15 +115,11 @@ impl Driver for MockDriver {
         // The selftest's PASID IOMMU_TEST_PASID_RESERVED: every second change to
         // a domain fails, so that a failed replace can be tested.
         if pasid == IOMMU_TEST_PASID_RESERVED {
-            let armed = dev
-                .driver_state
-                .fetch_xor(MOCK_STATE_PASID_FAIL, Ordering::Relaxed)
-                & MOCK_STATE_PASID_FAIL
-                != 0;
-            if !attach {
-                dev.driver_state
-                    .fetch_and(!MOCK_STATE_PASID_FAIL, Ordering::Relaxed);
-            } else if armed {
+            let state = MockDevState::of(dev).ok_or(Error::Invalid("not a mock device"))?;
+            // Blocking disarms; an attach arms, or fails when armed.
+            let armed = state.pasid_fail.swap(attach, Ordering::Relaxed);
+            if attach && armed {
+                state.pasid_fail.store(false, Ordering::Relaxed);
                 return Err(Error::NoMem("mock PASID replace failure"));
             }
         }
@@ -244,10 +237,12 @@ fn nested_alloc(
     }))
 }
 
-/// The mock's per-device state: the device cache a vIOMMU invalidates.
+/// The mock's per-device state: the device cache a vIOMMU invalidates, and
+/// whether the next change at `IOMMU_TEST_PASID_RESERVED` fails.
 #[derive(Debug)]
 pub struct MockDevState {
     cache: Mutex<[u32; MOCK_DEV_CACHE_NUM as usize]>,
+    pasid_fail: AtomicBool,
 }
 
 impl MockDevState {
@@ -255,6 +250,7 @@ impl MockDevState {
     pub fn of(dev: &Device) -> Option<&MockDevState> {
         dev.driver_private(|| MockDevState {
             cache: Mutex::new([IOMMU_TEST_DEV_CACHE_DEFAULT; MOCK_DEV_CACHE_NUM as usize]),
+            pasid_fail: AtomicBool::new(false),
         })
     }
 

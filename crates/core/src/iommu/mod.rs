@@ -37,7 +37,6 @@ use dma::{Attachment, DmaFence, Translation};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -260,8 +259,6 @@ pub struct Device {
     /// What each PASID is attached to, as the IOMMU's context and PASID tables
     /// say ([`dma::NO_PASID`] for requests without one).
     attachments: RwLock<BTreeMap<u32, Attachment>>,
-    /// Scratch state of the driver's own.
-    driver_state: AtomicU32,
     /// Per-device state of the driver's own, made on first use.
     driver_private: OnceLock<Box<dyn Any + Send + Sync>>,
 }
@@ -274,7 +271,6 @@ impl Device {
             driver,
             flags,
             attachments: RwLock::default(),
-            driver_state: AtomicU32::new(0),
             driver_private: OnceLock::new(),
         }
     }
