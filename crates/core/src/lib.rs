@@ -8,6 +8,7 @@
 //!   mock IOMMU so far).
 //! - [`mem`]: address spaces, files, frames, pins and locked-memory accounting,
 //!   for the calling process and for simulated memory.
+//! - [`devices`]: emulated PCI devices that do DMA through their IOMMU.
 //!
 //! - [`abi`]: the uAPI boundary — ioctls on virtual files decoded with the kernel's
 //!   extensible-struct rules and answered through the typed API.
@@ -23,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod devices;
 pub mod error;
 pub mod inject;
 pub mod iommu;
