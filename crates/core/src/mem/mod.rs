@@ -97,6 +97,8 @@ pub fn file_range_end(offset: u64, npages: u64, size: u64) -> Result<u64> {
 #[derive(Debug, Default)]
 pub struct PinTable {
     counts: Mutex<CountMap>,
+    /// Told about the runs of each pin (outside the table's lock).
+    on_pin: Option<fn(&[FrameRun])>,
     /// Told about page frame ranges whose last pin went.
     on_free: Option<fn(IovaRange)>,
 }
@@ -109,17 +111,24 @@ impl PinTable {
 
     /// Takes one pin on every frame of `runs`.
     pub fn pin(&self, runs: &[FrameRun]) {
-        let mut counts = self.counts.lock().expect("pin table poisoned");
-        for r in runs {
-            counts.add(Self::pfns(r));
+        {
+            let mut counts = self.counts.lock().expect("pin table poisoned");
+            for r in runs {
+                counts.add(Self::pfns(r));
+            }
+        }
+        if let Some(hook) = self.on_pin {
+            hook(runs);
         }
     }
 
-    /// A table that calls `on_free` with each page frame range whose last pin
-    /// goes (outside the table's lock).
-    pub fn with_free_hook(on_free: fn(IovaRange)) -> PinTable {
+    /// A table that calls `on_pin` with the runs of every pin and `on_free`
+    /// with each page frame range whose last pin goes (outside the table's
+    /// lock).
+    pub fn with_hooks(on_pin: fn(&[FrameRun]), on_free: fn(IovaRange)) -> PinTable {
         PinTable {
             counts: Mutex::default(),
+            on_pin: Some(on_pin),
             on_free: Some(on_free),
         }
     }

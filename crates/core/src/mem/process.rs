@@ -27,7 +27,8 @@
 
 use super::host;
 use super::{
-    file_range_end, push_run, AddressSpace, FileSource, FrameRun, PinTable, PAGE_SHIFT, PAGE_SIZE,
+    file_range_end, push_run, AddressSpace, FileSource, FrameRun, PhysMemory, PinTable, PAGE_SHIFT,
+    PAGE_SIZE,
 };
 use crate::error::{Error, Result};
 use crate::range::{IovaRange, RangeMap};
@@ -44,7 +45,109 @@ const BACKING_SHIFT: u32 = 48;
 /// Pin counts for the host's memory: one table for the whole process.
 fn process_pins() -> &'static PinTable {
     static PINS: OnceLock<PinTable> = OnceLock::new();
-    PINS.get_or_init(|| PinTable::with_free_hook(release_moved))
+    PINS.get_or_init(|| PinTable::with_hooks(record_hosts, unpinned))
+}
+
+/// Where pinned frames are: physical range → host address of its first byte,
+/// as resolved when pinned (see [`host_at`] for frames moved since). What
+/// [`ProcessMemory`] reads DMA through.
+static HOSTS: RwLock<RangeMap<usize>> = RwLock::new(RangeMap::new_const());
+
+/// Removes `cut` from `hosts`, keeping the parts of entries outside it.
+fn punch_hosts(hosts: &mut RangeMap<usize>, cut: IovaRange) {
+    for start in hosts.overlapping_starts(cut) {
+        let Some((r, host)) = hosts.remove(start) else {
+            continue;
+        };
+        if r.start < cut.start {
+            hosts.insert(IovaRange::new(r.start, cut.start - 1), host);
+        }
+        if r.last > cut.last {
+            let skip = (cut.last + 1 - r.start) as usize;
+            hosts.insert(IovaRange::new(cut.last + 1, r.last), host + skip);
+        }
+    }
+}
+
+/// A pin's runs: remembered by physical address.
+fn record_hosts(runs: &[FrameRun]) {
+    let mut hosts = HOSTS.write().unwrap_or_else(|e| e.into_inner());
+    for run in runs {
+        let r = run.phys_range();
+        punch_hosts(&mut hosts, r);
+        hosts.insert(r, run.host);
+    }
+}
+
+/// The last pin on `pfns` went: forgotten, and moved copies released.
+fn unpinned(pfns: IovaRange) {
+    let phys = IovaRange::new(
+        pfns.start << PAGE_SHIFT,
+        ((pfns.last + 1) << PAGE_SHIFT) - 1,
+    );
+    punch_hosts(&mut HOSTS.write().unwrap_or_else(|e| e.into_inner()), phys);
+    release_moved(pfns);
+}
+
+/// The calling process's pinned memory by physical address: what devices
+/// emulated in the process DMA into. Frames that are not pinned are not memory
+/// to a device (EFAULT), as unpinned pages are not mapped by any IOMMU.
+#[derive(Debug, Default)]
+pub struct ProcessMemory;
+
+impl ProcessMemory {
+    /// Calls `f(host, offset, n)` for each piece of `[phys, phys + len)`, or
+    /// fails with EFAULT at the first byte that is not pinned memory.
+    fn pieces(
+        &self,
+        phys: u64,
+        len: usize,
+        f: &mut dyn FnMut(usize, usize, usize) -> Result<()>,
+    ) -> Result<()> {
+        let hosts = HOSTS.read().unwrap_or_else(|e| e.into_inner());
+        let mut done = 0usize;
+        while done < len {
+            let p = phys
+                .checked_add(done as u64)
+                .ok_or(Error::Fault { addr: phys })?;
+            let (r, host) = hosts.find(p).ok_or(Error::Fault { addr: p })?;
+            // Frames moved aside go one page at a time: a run may be split.
+            let end = if ANY_MOVED.load(Ordering::Acquire) {
+                (p | (PAGE_SIZE - 1)).min(r.last)
+            } else {
+                r.last
+            };
+            let n = (len - done).min((end - p + 1) as usize);
+            f(host_at(p, host + (p - r.start) as usize), done, n)?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl PhysMemory for ProcessMemory {
+    fn read(&self, phys: u64, buf: &mut [u8]) -> Result<()> {
+        self.pieces(phys, buf.len(), &mut |host, off, n| {
+            #[allow(unsafe_code)]
+            // SAFETY: `host` is a pinned frame's current host address, which
+            // stays mapped while pinned (moved aside, not unmapped, when the
+            // program unmaps it); with a fault-catching copy registered a gone
+            // page is EFAULT.
+            unsafe {
+                host::copy_out(host, &mut buf[off..off + n])
+            }
+        })
+    }
+
+    fn write(&self, phys: u64, buf: &[u8]) -> Result<()> {
+        self.pieces(phys, buf.len(), &mut |host, off, n| {
+            #[allow(unsafe_code)]
+            // SAFETY: as in `read`.
+            unsafe {
+                host::copy_in(host, &buf[off..off + n])
+            }
+        })
+    }
 }
 
 /// First backing number used for re-identified private memory; file backings
@@ -503,6 +606,34 @@ mod tests {
         ProcessAddressSpace::new().read(va, &mut b).unwrap();
         assert_eq!(b[0], 7);
         assert!(ProcessAddressSpace::new().read(8, &mut b).is_err());
+    }
+
+    #[test]
+    fn devices_reach_pinned_memory_only() {
+        let mut buf = vec![0u8; 3 * PAGE_SIZE as usize];
+        let va = (buf.as_ptr() as u64).next_multiple_of(PAGE_SIZE);
+        let off = (va - buf.as_ptr() as u64) as usize;
+        buf[off..off + 5].copy_from_slice(b"hello");
+        let mut runs = Vec::new();
+        ProcessAddressSpace::new()
+            .resolve(va, 2, true, &mut runs)
+            .unwrap();
+        let phys = runs[0].phys;
+        let mem = ProcessMemory;
+        let mut got = [0u8; 5];
+        // Not pinned: not memory to a device.
+        assert!(mem.read(phys, &mut got).is_err());
+        process_pins().pin(&runs);
+        mem.read(phys, &mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        // Across the page boundary.
+        mem.write(phys + PAGE_SIZE - 2, b"wxyz").unwrap();
+        let p = PAGE_SIZE as usize;
+        assert_eq!(&buf[off + p - 2..off + p + 2], b"wxyz");
+        // Past the pinned pages.
+        assert!(mem.write(phys + 2 * PAGE_SIZE - 1, b"ab").is_err());
+        process_pins().unpin(&runs);
+        assert!(mem.read(phys, &mut got).is_err());
     }
 
     #[test]
