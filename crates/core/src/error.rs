@@ -69,6 +69,10 @@ pub enum Error {
         /// The errno the real failure at this point would give.
         errno: Errno,
     },
+    /// A machine description that cannot be parsed, or that describes no
+    /// possible machine; the message names the key or the device.
+    #[error("bad machine description: {0}")]
+    Machine(String),
     /// Any other condition, described by its errno.
     #[error("{what} ({errno})")]
     Other {
@@ -83,7 +87,7 @@ impl Error {
     /// The errno the kernel returns for this condition.
     pub fn errno(&self) -> Errno {
         match self {
-            Error::Invalid(_) => Errno::EINVAL,
+            Error::Invalid(_) | Error::Machine(_) => Errno::EINVAL,
             Error::NotSupported(_) => Errno::EOPNOTSUPP,
             Error::NoObject { .. } | Error::NotMapped(_) => Errno::ENOENT,
             Error::Overflow(_) => Errno::EOVERFLOW,

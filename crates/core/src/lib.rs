@@ -29,6 +29,7 @@ pub mod error;
 pub mod inject;
 pub mod iommu;
 pub mod iommufd;
+pub mod machine;
 pub mod mem;
 pub mod range;
 
