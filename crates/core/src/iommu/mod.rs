@@ -303,6 +303,19 @@ impl Device {
             None => table.remove(&pasid),
         };
     }
+
+    /// The PASIDs attached to something, in order ([`dma::NO_PASID`] included).
+    pub fn attached_pasids(&self) -> Vec<u32> {
+        let table = self.attachments.read().unwrap_or_else(|e| e.into_inner());
+        table.keys().copied().collect()
+    }
+
+    /// Blocks every PASID at once, as the IOMMU core does when a group goes
+    /// back to its default domain and whatever user space attached goes away.
+    pub fn clear_attachments(&self) {
+        let mut table = self.attachments.write().unwrap_or_else(|e| e.into_inner());
+        table.clear();
+    }
 }
 
 /// An IOMMU driver.

@@ -41,6 +41,7 @@
 mod bdf;
 mod config;
 pub mod group;
+pub mod host;
 
 pub use bdf::Bdf;
 pub use group::Group;
