@@ -19,7 +19,9 @@
 //! Lock order, outermost first: an iommufd object table (held only briefly) → an
 //! access's state → an IOAS's HWPT list (attach) → an IOAS's page table → a
 //! `Pages` → a pin table or a domain's own lock. No lock is held while an access's
-//! unmap callback runs.
+//! unmap callback runs. The running host's state ([`machine::host`]) is a
+//! separate slow-path lock, taken only before a device's attachment table and
+//! never while an iommufd lock is held or taken.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
