@@ -6,6 +6,8 @@
 //!   exit status, signals and pid are its own.
 //! - `softiommu headers DIR`: writes the C headers of the uAPI softiommu
 //!   implements (`DIR/linux/iommufd.h`, `DIR/iommufd_test.h`) for `cc -I DIR`.
+//! - `softiommu machine [FILE]`: the machine a TOML description (or the
+//!   built-in default) makes: IOMMU units, IOMMU groups, drivers.
 //!
 //! Arguments are parsed by hand: the grammar is small and the binary stays free
 //! of dependencies.
@@ -22,6 +24,7 @@ softiommu: the Linux device-assignment stack (/dev/iommu, iommufd) in user space
 Usage:
   softiommu run [OPTIONS] [--] PROGRAM [ARGS...]
   softiommu headers DIR
+  softiommu machine [FILE]
   softiommu --help | --version
 
 Commands:
@@ -30,6 +33,10 @@ Commands:
             replaces this process, so its exit status is PROGRAM's.
   headers   Write the uAPI headers softiommu implements, DIR/linux/iommufd.h
             and DIR/iommufd_test.h, for `cc -I DIR`.
+  machine   Show the machine FILE describes (TOML; see
+            examples/machines/default.toml), or the built-in default: its
+            IOMMU units and the IOMMU groups Linux would form, with each
+            function's driver and whether VFIO could use the group.
 
 Options of `run`:
   --trace              Log every call on an iommufd (and every open of
@@ -67,6 +74,7 @@ fn main() -> ExitCode {
         }
         Some("run") => run(&args[1..]),
         Some("headers") => headers(&args[1..]),
+        Some("machine") => machine(&args[1..]),
         _ => usage_error(&format!("unknown command `{}`", cmd.to_string_lossy())),
     }
 }
@@ -234,6 +242,32 @@ fn headers(args: &[OsString]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn machine(args: &[OsString]) -> ExitCode {
+    use softiommu::machine::Machine;
+    let machine = match args {
+        [] => Machine::default_machine(),
+        [file] => {
+            let text = match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("softiommu: cannot read {}: {e}", Path::new(file).display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            match Machine::from_toml(&text) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("softiommu: {}: {e}", Path::new(file).display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        _ => return usage_error("`machine` takes at most one argument, a TOML file"),
+    };
+    print!("{machine}");
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -258,7 +258,7 @@ fn shared_group_machine(kind: IommuKind) -> Machine {
     let edu = |bdf| Device {
         model: Model::Edu,
         driver: Driver::VfioPci,
-        ..Device::new(bdf, 0x1234, 0x11e8)
+        ..Device::new(bdf, 0x1234, 0x5d11)
     };
     let devices = vec![
         edu(at(1, 0, 0)),
@@ -483,7 +483,7 @@ fn hot_add_into_a_kernel_group_and_into_a_new_group() {
         .hot_add(Device {
             model: Model::Edu,
             driver: Driver::VfioPci,
-            ..Device::new(at(0, 0x1f, 0), 0x1234, 0x11e8)
+            ..Device::new(at(0, 0x1f, 0), 0x1234, 0x5d11)
         })
         .unwrap();
     assert_eq!(edu.group, 7);
@@ -500,4 +500,20 @@ fn hot_add_into_a_kernel_group_and_into_a_new_group() {
     fails_unchanged(&h, Errno::EINVAL, || {
         h.hot_add(Device::new(at(9, 0, 0), 0x8086, 1))
     });
+}
+
+/// What `softiommu machine` prints for the default machine: the unit, every
+/// group with its viability, and each function's IDs, model and driver.
+#[test]
+fn machine_description_lists_groups_and_viability() {
+    let text = softiommu::machine::Machine::default_machine().to_string();
+    assert!(text.contains("dmar0: VT-d cap 0xd9d2078c40780c66"));
+    assert!(text.contains(
+        "group 0 (dmar0, not viable):\n    0000:00:19.0 [8086:15bc] passive driver e1000e"
+    ));
+    assert!(
+        text.contains("group 4 (dmar0, viable):\n    0000:01:00.0 [1234:5d11] edu driver vfio-pci")
+    );
+    assert!(text.contains("group 6 (dmar0, not viable):"));
+    assert_eq!(text.matches("  group ").count(), 7);
 }

@@ -29,7 +29,7 @@
 //! [[device]]
 //! bdf = "01:00.0"
 //! vendor = 0x1234
-//! device = 0x11e8
+//! device = 0x5d11
 //! model = "edu"             # optional: "edu" or "passive" (default)
 //! driver = "vfio-pci"       # optional: "none" (default), "vfio-pci",
 //!                           # "pci-stub" or a kernel driver's name
@@ -295,7 +295,7 @@ mod tests {
             [[device]]
             bdf = "02:00.0"
             vendor = 0x1234
-            device = 0x11e8
+            device = 0x5d11
             driver = "nvme"
             acs = ["SV"]
             acs_cap = ["SV"]

@@ -316,7 +316,7 @@ mod tests {
     }
 
     fn ep(bdf: &str) -> Device {
-        Device::new(at(bdf), 0x1234, 0x11e8)
+        Device::new(at(bdf), 0x1234, 0x5d11)
     }
 
     fn ep_acs(bdf: &str) -> Device {

@@ -205,7 +205,7 @@ impl fmt::Display for Driver {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Model {
-    /// QEMU's `edu` test device (1234:11e8): a DMA engine to exercise.
+    /// The `edu` DMA test device ([`crate::devices::edu`], 1234:5d11).
     Edu,
     /// A function that does nothing on its own: it exists for topology,
     /// groups and driver binding.
@@ -442,7 +442,7 @@ impl Machine {
         let edu = |bdf| Device {
             model: Model::Edu,
             driver: Driver::VfioPci,
-            ..Device::new(bdf, 0x1234, 0x11e8)
+            ..Device::new(bdf, 0x1234, 0x5d11)
         };
         let units = vec![IommuUnit {
             name: "dmar0".to_owned(),
@@ -551,6 +551,62 @@ impl Machine {
                     "device {}: DMA alias {a} must be another function on the same bus",
                     d.bdf
                 )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The machine as `softiommu machine` prints it: the IOMMU units, then each
+/// IOMMU group with its functions, their IDs, drivers and models, and whether
+/// VFIO could use the group (no member bound to a driver that uses the
+/// group's default domain).
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "IOMMU units:")?;
+        for u in &self.units {
+            match &u.kind {
+                IommuKind::Vtd(c) => writeln!(
+                    f,
+                    "  {}: VT-d cap {:#018x} ecap {:#018x}",
+                    u.name, c.cap, c.ecap
+                )?,
+                IommuKind::Mock => writeln!(f, "  {}: mock", u.name)?,
+            }
+        }
+        writeln!(f, "IOMMU groups:")?;
+        for g in &self.groups {
+            let viable = g.devices.iter().all(|&bdf| {
+                let driver = match (self.device(bdf), self.bridge(bdf)) {
+                    (Some(d), _) => &d.driver,
+                    (None, Some(b)) => &b.driver,
+                    (None, None) => return true,
+                };
+                !host::uses_default_domain(driver)
+            });
+            let unit = self.units.get(g.unit).map_or("?", |u| u.name.as_str());
+            let state = if viable { "viable" } else { "not viable" };
+            writeln!(f, "  group {} ({unit}, {state}):", g.id)?;
+            for &bdf in &g.devices {
+                match (self.device(bdf), self.bridge(bdf)) {
+                    (Some(d), _) => writeln!(
+                        f,
+                        "    {bdf} [{:04x}:{:04x}] {} driver {}",
+                        d.vendor,
+                        d.device,
+                        match d.model {
+                            Model::Edu => "edu",
+                            Model::Passive => "passive",
+                        },
+                        d.driver
+                    )?,
+                    (None, Some(b)) => writeln!(
+                        f,
+                        "    {bdf} [{:04x}:{:04x}] bridge {:?} to bus {:02x} driver {}",
+                        b.vendor, b.device, b.kind, b.secondary, b.driver
+                    )?,
+                    (None, None) => writeln!(f, "    {bdf}")?,
+                }
             }
         }
         Ok(())
