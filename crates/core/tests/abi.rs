@@ -83,13 +83,23 @@ impl Rig {
     }
 
     /// Runs `cmd` with the argument bytes `bytes` (exactly as given) and returns
-    /// the result and the bytes after the call.
-    fn raw(&self, cmd: u32, bytes: &[u8]) -> (Result<i32, Errno>, Vec<u8>) {
+    /// the result and the bytes after the call; `trace` receives the decoded
+    /// call when given.
+    fn raw_traced(
+        &self,
+        cmd: u32,
+        bytes: &[u8],
+        trace: Option<&mut Trace>,
+    ) -> (Result<i32, Errno>, Vec<u8>) {
         self.space.write(self.arg, bytes).unwrap();
-        let r = abi::ioctl(&self.env, &self.file, cmd, self.arg, None);
+        let r = abi::ioctl(&self.env, &self.file, cmd, self.arg, trace);
         let mut out = vec![0u8; bytes.len()];
         self.space.read(self.arg, &mut out).unwrap();
         (r, out)
+    }
+
+    fn raw(&self, cmd: u32, bytes: &[u8]) -> (Result<i32, Errno>, Vec<u8>) {
+        self.raw_traced(cmd, bytes, None)
     }
 
     fn call<T: IntoBytes + FromBytes + zerocopy::Immutable>(
@@ -97,9 +107,19 @@ impl Rig {
         cmd: u32,
         arg: &mut T,
     ) -> Result<i32, Errno> {
-        let (r, out) = self.raw(cmd, arg.as_bytes());
+        self.call_traced(cmd, arg).0
+    }
+
+    /// [`Rig::call`], with the trace of the call.
+    fn call_traced<T: IntoBytes + FromBytes + zerocopy::Immutable>(
+        &self,
+        cmd: u32,
+        arg: &mut T,
+    ) -> (Result<i32, Errno>, Trace) {
+        let mut trace = Trace::default();
+        let (r, out) = self.raw_traced(cmd, arg.as_bytes(), Some(&mut trace));
         *arg = T::read_from_bytes(&out).unwrap();
-        r
+        (r, trace)
     }
 }
 
@@ -231,19 +251,8 @@ fn test_cmd_mock_domain_and_access_fd() {
             ..Default::default()
         },
     );
-    let mut trace = Trace::default();
-    rig.space.write(rig.arg, ca.as_bytes()).unwrap();
-    assert_eq!(
-        abi::ioctl(
-            &rig.env,
-            &rig.file,
-            IOMMU_TEST_CMD,
-            rig.arg,
-            Some(&mut trace)
-        ),
-        Ok(0)
-    );
-    rig.space.read(rig.arg, ca.as_mut_bytes()).unwrap();
+    let (r, trace) = rig.call_traced(IOMMU_TEST_CMD, &mut ca);
+    assert_eq!(r, Ok(0));
     assert_eq!(trace.name, "IOMMU_TEST_CMD/CREATE_ACCESS");
     let fd = ca
         .payload_as::<iommu_test_cmd_create_access>()
@@ -619,19 +628,8 @@ fn fault_queue_alloc_read_write() {
         Err(Errno::EOPNOTSUPP)
     );
     fa.flags = 0;
-    let mut trace = Trace::default();
-    rig.space.write(rig.arg, fa.as_bytes()).unwrap();
-    assert_eq!(
-        abi::ioctl(
-            &rig.env,
-            &rig.file,
-            IOMMU_FAULT_QUEUE_ALLOC,
-            rig.arg,
-            Some(&mut trace)
-        ),
-        Ok(0)
-    );
-    rig.space.read(rig.arg, fa.as_mut_bytes()).unwrap();
+    let (r, trace) = rig.call_traced(IOMMU_FAULT_QUEUE_ALLOC, &mut fa);
+    assert_eq!(r, Ok(0));
     assert_eq!(trace.name, "IOMMU_FAULT_QUEUE_ALLOC");
     let file = rig.env.file(fa.out_fault_fd as i32).unwrap();
     assert!(matches!(*file, File::Fault(_)));
@@ -662,18 +660,8 @@ fn fault_queue_alloc_read_write() {
         addr: 0xdeadbeaf,
     };
     let mut t = iommu_test_cmd::new(0, &trig);
-    rig.space.write(rig.arg, t.as_bytes()).unwrap();
-    let mut trace = Trace::default();
-    assert_eq!(
-        abi::ioctl(
-            &rig.env,
-            &rig.file,
-            IOMMU_TEST_CMD,
-            rig.arg,
-            Some(&mut trace)
-        ),
-        Ok(0)
-    );
+    let (r, trace) = rig.call_traced(IOMMU_TEST_CMD, &mut t);
+    assert_eq!(r, Ok(0));
     assert_eq!(trace.name, "IOMMU_TEST_CMD/TRIGGER_IOPF");
     assert!(trace.input.contains("addr: 0xdeadbeaf"), "{}", trace.input);
     rig.call(IOMMU_TEST_CMD, &mut t).unwrap();

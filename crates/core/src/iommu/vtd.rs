@@ -588,7 +588,7 @@ impl VtdDriver {
         self.caps
     }
 
-    fn first_stage(&self) -> Result<VtdDomain> {
+    fn first_stage(&self, flags: PagingFlags) -> Result<VtdDomain> {
         let (levels, width) = self.caps.fs_levels();
         let fmt = VtdFl::new(levels)?.with_max_leaf_level(if self.caps.fl1gp() { 2 } else { 1 });
         let pgsize_bitmap = fmt.pgsize_bitmap();
@@ -597,7 +597,7 @@ impl VtdDriver {
             // Sign-extended addresses: the lower half only.
             (1u64 << (width - 1)) - 1,
             pgsize_bitmap,
-            PagingFlags::default(),
+            flags,
         ))
     }
 
@@ -673,11 +673,11 @@ impl VtdDriver {
 impl Driver for VtdDriver {
     fn domain_alloc_paging(&self, _dev: &Device, flags: PagingFlags) -> Result<Arc<dyn Domain>> {
         let domain = if !flags.nest_parent && !flags.dirty_tracking && self.caps.fsts() {
-            self.first_stage()?
+            self.first_stage(flags)?
         } else {
             self.second_stage(flags)?
         };
-        Ok(Arc::new(VtdDomain { flags, ..domain }))
+        Ok(Arc::new(domain))
     }
 
     fn attach_check(&self, domain: &dyn Domain, _dev: &Device) -> Result<()> {

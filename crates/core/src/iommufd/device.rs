@@ -301,12 +301,12 @@ impl Iommufd {
         let Some(old) = attached.get(&pasid).cloned() else {
             return Err(Error::Invalid("PASID not attached"));
         };
+        let rules = Self::pasid_check(idev, &attached, pasid, &target);
         let unchanged = match &target {
             Target::Hwpt(h) => h.id() == old.id(),
             // The IOAS's automatic HWPTs are tried in order: the current one is
             // nothing to do, one the PASID rules refuse is passed over.
             Target::Ioas(ioas) => {
-                let refused = Self::pasid_check(idev, &attached, pasid, &target).is_err();
                 let first = ioas
                     .hwpts
                     .lock()
@@ -315,7 +315,7 @@ impl Iommufd {
                     .filter_map(Weak::upgrade)
                     .filter(|h| h.auto_domain)
                     .filter(|h| idev.dev.driver.attach_check(&*h.domain, &idev.dev).is_ok())
-                    .find(|h| !refused || h.id == old.id())
+                    .find(|h| rules.is_ok() || h.id == old.id())
                     .map(|h| h.id);
                 first == Some(old.id())
             }
@@ -323,7 +323,7 @@ impl Iommufd {
         if unchanged {
             return Ok(old.id());
         }
-        Self::pasid_check(idev, &attached, pasid, &target)?;
+        rules?;
         let new = self.attach_take(idev, target)?;
         if pasid != NO_PASID {
             if let Err(e) = idev.dev.driver.set_dev_pasid(&idev.dev, pasid, true) {

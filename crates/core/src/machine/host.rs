@@ -203,6 +203,11 @@ fn enodev(what: &'static str) -> Error {
     }
 }
 
+/// The function at `bdf`; ENODEV if there is none.
+fn function_mut(devices: &mut BTreeMap<Bdf, DevState>, bdf: Bdf) -> Result<&mut DevState> {
+    devices.get_mut(&bdf).ok_or(enodev("no such PCI function"))
+}
+
 /// Whether a bound driver uses the group's default domain: every kernel
 /// driver except those that set `driver_managed_dma`.
 pub fn uses_default_domain(driver: &Driver) -> bool {
@@ -379,7 +384,7 @@ impl Host {
     pub fn claim_dma_owner(&self, bdf: Bdf, cookie: u64) -> Result<()> {
         let mut st = self.lock();
         let st = &mut *st;
-        let dev = st.devices.get(&bdf).ok_or(enodev("no such PCI function"))?;
+        let dev = function_mut(&mut st.devices, bdf)?;
         if cookie == 0 {
             return Err(Error::Invalid("DMA owner cookie 0"));
         }
@@ -426,10 +431,7 @@ impl Host {
     pub fn release_dma_owner(&self, bdf: Bdf) -> Result<()> {
         let mut st = self.lock();
         let st = &mut *st;
-        let dev = st
-            .devices
-            .get_mut(&bdf)
-            .ok_or(enodev("no such PCI function"))?;
+        let dev = function_mut(&mut st.devices, bdf)?;
         if dev.claims == 0 {
             return Err(Error::Invalid("device holds no DMA ownership claim"));
         }
@@ -465,10 +467,7 @@ impl Host {
     pub fn bind(&self, bdf: Bdf, driver: Driver) -> Result<()> {
         let mut st = self.lock();
         let st = &mut *st;
-        let dev = st
-            .devices
-            .get_mut(&bdf)
-            .ok_or(enodev("no such PCI function"))?;
+        let dev = function_mut(&mut st.devices, bdf)?;
         if driver == Driver::None {
             return Err(Error::Invalid("no driver to bind"));
         }
@@ -502,10 +501,7 @@ impl Host {
     pub fn unbind(&self, bdf: Bdf) -> Result<()> {
         let mut st = self.lock();
         let st = &mut *st;
-        let dev = st
-            .devices
-            .get_mut(&bdf)
-            .ok_or(enodev("no such PCI function"))?;
+        let dev = function_mut(&mut st.devices, bdf)?;
         if dev.driver == Driver::None {
             return Err(enodev("device has no driver"));
         }
@@ -531,10 +527,7 @@ impl Host {
     /// without such a function, EINVAL for a name of a page or more.
     pub fn driver_override(&self, bdf: Bdf, name: Option<String>) -> Result<()> {
         let mut st = self.lock();
-        let dev = st
-            .devices
-            .get_mut(&bdf)
-            .ok_or(enodev("no such PCI function"))?;
+        let dev = function_mut(&mut st.devices, bdf)?;
         let name = name.map(|mut n| {
             if n.ends_with('\n') {
                 n.pop();
