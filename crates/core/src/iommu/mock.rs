@@ -362,16 +362,12 @@ impl MockNestedDomain {
 
 impl NestedDomain for MockNestedDomain {
     fn cache_invalidate_user(&self, array: &mut UserDataArray<'_>) -> Result<()> {
-        let mut processed = 0;
-        let result = (|| {
-            if array.data_type != IOMMU_HWPT_INVALIDATE_DATA_SELFTEST {
-                return Err(Error::Invalid("invalidation data type"));
-            }
-            // `iotlb_id` is the last field of the original entry.
-            let min_len = std::mem::size_of::<iommu_hwpt_invalidate_selftest>();
-            for i in 0..array.entry_num {
-                let inv: iommu_hwpt_invalidate_selftest =
-                    array.copy_entry(IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, i, min_len)?;
+        // `iotlb_id` is the last field of the original entry.
+        let min_len = std::mem::size_of::<iommu_hwpt_invalidate_selftest>();
+        array.for_each_entry(
+            IOMMU_HWPT_INVALIDATE_DATA_SELFTEST,
+            min_len,
+            |inv: iommu_hwpt_invalidate_selftest| {
                 if inv.flags & !IOMMU_TEST_INVALIDATE_FLAG_ALL != 0 {
                     return Err(Error::NotSupported("invalidation flags"));
                 }
@@ -384,12 +380,9 @@ impl NestedDomain for MockNestedDomain {
                 } else {
                     iotlb[inv.iotlb_id as usize] = 0;
                 }
-                processed += 1;
-            }
-            Ok(())
-        })();
-        array.entry_num = processed;
-        result
+                Ok(())
+            },
+        )
     }
 
     fn translate(&self, iova: u64, write: bool) -> Option<Translation> {

@@ -245,6 +245,30 @@ impl UserDataArray<'_> {
         }
         .copy_struct(data_type, min_len)
     }
+
+    /// Runs `handle` on each entry in order, read as `T` of `data_type` (see
+    /// [`UserDataArray::copy_entry`]), stopping at the first error; sets
+    /// `entry_num` to the number handled. EINVAL (none handled) when the array
+    /// is of another type.
+    pub fn for_each_entry<T: FromBytes + IntoBytes + Default>(
+        &mut self,
+        data_type: u32,
+        min_len: usize,
+        mut handle: impl FnMut(T) -> Result<()>,
+    ) -> Result<()> {
+        let mut handled = 0;
+        let result = if self.data_type != data_type {
+            Err(Error::Invalid("invalidation data type"))
+        } else {
+            (0..self.entry_num).try_for_each(|i| {
+                handle(self.copy_entry(data_type, i, min_len)?)?;
+                handled += 1;
+                Ok(())
+            })
+        };
+        self.entry_num = handled;
+        result
+    }
 }
 
 /// A device behind an IOMMU.

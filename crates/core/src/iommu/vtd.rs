@@ -502,16 +502,11 @@ impl VtdNestedDomain {
 
 impl NestedDomain for VtdNestedDomain {
     fn cache_invalidate_user(&self, array: &mut UserDataArray<'_>) -> Result<()> {
-        if array.data_type != IOMMU_HWPT_INVALIDATE_DATA_VTD_S1 {
-            array.entry_num = 0;
-            return Err(Error::Invalid("invalidation data type"));
-        }
         let min_len = std::mem::size_of::<iommu_hwpt_vtd_s1_invalidate>();
-        let mut processed = 0;
-        let result = (|| {
-            for i in 0..array.entry_num {
-                let inv: iommu_hwpt_vtd_s1_invalidate =
-                    array.copy_entry(IOMMU_HWPT_INVALIDATE_DATA_VTD_S1, i, min_len)?;
+        array.for_each_entry(
+            IOMMU_HWPT_INVALIDATE_DATA_VTD_S1,
+            min_len,
+            |inv: iommu_hwpt_vtd_s1_invalidate| {
                 if inv.flags & !IOMMU_VTD_INV_FLAGS_LEAF != 0 || inv.__reserved != 0 {
                     return Err(Error::NotSupported("invalidation flags"));
                 }
@@ -535,12 +530,9 @@ impl NestedDomain for VtdNestedDomain {
                 if inv.flags & IOMMU_VTD_INV_FLAGS_LEAF == 0 {
                     self.flush_psc();
                 }
-                processed += 1;
-            }
-            Ok(())
-        })();
-        array.entry_num = processed;
-        result
+                Ok(())
+            },
+        )
     }
 
     fn translate(&self, iova: u64, write: bool) -> Option<Translation> {
