@@ -31,7 +31,7 @@ Commands:
   run       Run PROGRAM with /dev/iommu answered by softiommu: the interposer
             libsoftiommu_preload.so is put first in LD_PRELOAD and PROGRAM
             replaces this process, so its exit status is PROGRAM's.
-  headers   Write the uAPI headers softiommu implements, DIR/linux/iommufd.h
+  headers   Write the uAPI headers softiommu implements, DIR/linux/{iommufd,vfio}.h
             and DIR/iommufd_test.h, for `cc -I DIR`.
   machine   Show the machine FILE describes (TOML; see
             examples/machines/default.toml), or the built-in default: its
@@ -231,8 +231,9 @@ fn headers(args: &[OsString]) -> ExitCode {
     match softiommu::uapi::cheader::write(dir) {
         Ok(()) => {
             println!(
-                "wrote {} and {}",
+                "wrote {}, {} and {}",
                 dir.join("linux/iommufd.h").display(),
+                dir.join("linux/vfio.h").display(),
                 dir.join("iommufd_test.h").display()
             );
             ExitCode::SUCCESS

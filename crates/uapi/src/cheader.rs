@@ -42,6 +42,7 @@ use std::path::Path;
 use crate::ioctl::_IO;
 use crate::iommufd::*;
 use crate::test::*;
+use crate::vfio::*;
 
 // ---------------------------------------------------------------------------------
 // Tables
@@ -185,6 +186,8 @@ pub struct Header {
     pub includes: &'static [&'static str],
     /// C text after the includes (fallbacks for old system headers), or empty.
     pub prelude: &'static str,
+    /// The macro its ioctls name as their type byte (`IOMMUFD_TYPE`).
+    pub ioctl_type: &'static str,
     /// Items in order.
     pub items: &'static [Item],
 }
@@ -269,6 +272,7 @@ pub static IOMMUFD_H: Header = Header {
     guard: "_UAPI_IOMMUFD_H",
     includes: &["linux/types.h", "linux/ioctl.h"],
     prelude: TYPE_FALLBACKS,
+    ioctl_type: "IOMMUFD_TYPE",
     items: &[
         Item::Comment("The ioctl type byte of iommufd, ';' (shared with VFIO)."),
         c_define!(IOMMUFD_TYPE),
@@ -476,6 +480,7 @@ pub static IOMMUFD_TEST_H: Header = Header {
     guard: "_UAPI_IOMMUFD_TEST_H",
     includes: &["linux/iommufd.h", "linux/types.h"],
     prelude: "",
+    ioctl_type: "IOMMUFD_TYPE",
     items: &[
         Item::Comment("Test operations, the op field of struct iommu_test_cmd."),
         c_enum!(_ {
@@ -569,6 +574,135 @@ pub static IOMMUFD_TEST_H: Header = Header {
     ],
 };
 
+/// `linux/vfio.h`: the container, group and device items softiommu answers.
+pub static VFIO_H: Header = Header {
+    path: "linux/vfio.h",
+    guard: "_UAPIVFIO_H",
+    includes: &["linux/types.h", "linux/ioctl.h"],
+    prelude: TYPE_FALLBACKS,
+    ioctl_type: "VFIO_TYPE",
+    items: &[
+        c_define!(VFIO_TYPE),
+        c_define!(VFIO_BASE),
+        c_define!(VFIO_API_VERSION),
+        c_define!(VFIO_TYPE1_IOMMU),
+        c_define!(VFIO_SPAPR_TCE_IOMMU),
+        c_define!(VFIO_TYPE1v2_IOMMU),
+        c_define!(VFIO_DMA_CC_IOMMU),
+        c_define!(VFIO_EEH),
+        c_define!(VFIO_TYPE1_NESTING_IOMMU),
+        c_define!(VFIO_SPAPR_TCE_v2_IOMMU),
+        c_define!(VFIO_NOIOMMU_IOMMU),
+        c_define!(VFIO_UNMAP_ALL),
+        c_define!(VFIO_UPDATE_VADDR),
+        c_ioctl!(VFIO_GET_API_VERSION = VFIO_BASE),
+        c_ioctl!(VFIO_CHECK_EXTENSION = VFIO_BASE + 1),
+        c_ioctl!(VFIO_SET_IOMMU = VFIO_BASE + 2),
+        c_struct!(vfio_info_cap_header),
+        c_struct!(vfio_iommu_type1_info),
+        c_define!(VFIO_IOMMU_INFO_PGSIZES),
+        c_define!(VFIO_IOMMU_INFO_CAPS),
+        c_define!(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE),
+        c_struct!(vfio_iova_range),
+        c_struct!(vfio_iommu_type1_info_cap_iova_range),
+        c_define!(VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL),
+        c_struct!(vfio_iommu_type1_info_dma_avail),
+        c_ioctl!(VFIO_IOMMU_GET_INFO = VFIO_BASE + 12),
+        c_struct!(vfio_iommu_type1_dma_map),
+        c_define!(VFIO_DMA_MAP_FLAG_READ),
+        c_define!(VFIO_DMA_MAP_FLAG_WRITE),
+        c_define!(VFIO_DMA_MAP_FLAG_VADDR),
+        c_ioctl!(VFIO_IOMMU_MAP_DMA = VFIO_BASE + 13),
+        c_struct!(vfio_iommu_type1_dma_unmap),
+        c_define!(VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP),
+        c_define!(VFIO_DMA_UNMAP_FLAG_ALL),
+        c_define!(VFIO_DMA_UNMAP_FLAG_VADDR),
+        c_ioctl!(VFIO_IOMMU_UNMAP_DMA = VFIO_BASE + 14),
+        c_ioctl!(VFIO_IOMMU_DIRTY_PAGES = VFIO_BASE + 17),
+        c_struct!(vfio_group_status),
+        c_define!(VFIO_GROUP_FLAGS_VIABLE),
+        c_define!(VFIO_GROUP_FLAGS_CONTAINER_SET),
+        c_ioctl!(VFIO_GROUP_GET_STATUS = VFIO_BASE + 3),
+        c_ioctl!(VFIO_GROUP_SET_CONTAINER = VFIO_BASE + 4),
+        c_ioctl!(VFIO_GROUP_UNSET_CONTAINER = VFIO_BASE + 5),
+        c_ioctl!(VFIO_GROUP_GET_DEVICE_FD = VFIO_BASE + 6),
+        c_struct!(vfio_device_info),
+        c_define!(VFIO_DEVICE_FLAGS_RESET),
+        c_define!(VFIO_DEVICE_FLAGS_PCI),
+        c_define!(VFIO_DEVICE_FLAGS_PLATFORM),
+        c_define!(VFIO_DEVICE_FLAGS_AMBA),
+        c_define!(VFIO_DEVICE_FLAGS_CCW),
+        c_define!(VFIO_DEVICE_FLAGS_AP),
+        c_define!(VFIO_DEVICE_FLAGS_FSL_MC),
+        c_define!(VFIO_DEVICE_FLAGS_CAPS),
+        c_define!(VFIO_DEVICE_FLAGS_CDX),
+        c_ioctl!(VFIO_DEVICE_GET_INFO = VFIO_BASE + 7),
+        c_struct!(vfio_region_info),
+        c_define!(VFIO_REGION_INFO_FLAG_READ),
+        c_define!(VFIO_REGION_INFO_FLAG_WRITE),
+        c_define!(VFIO_REGION_INFO_FLAG_MMAP),
+        c_define!(VFIO_REGION_INFO_FLAG_CAPS),
+        c_ioctl!(VFIO_DEVICE_GET_REGION_INFO = VFIO_BASE + 8),
+        c_struct!(vfio_irq_info),
+        c_define!(VFIO_IRQ_INFO_EVENTFD),
+        c_define!(VFIO_IRQ_INFO_MASKABLE),
+        c_define!(VFIO_IRQ_INFO_AUTOMASKED),
+        c_define!(VFIO_IRQ_INFO_NORESIZE),
+        c_ioctl!(VFIO_DEVICE_GET_IRQ_INFO = VFIO_BASE + 9),
+        c_struct!(vfio_irq_set),
+        c_define!(VFIO_IRQ_SET_DATA_NONE),
+        c_define!(VFIO_IRQ_SET_DATA_BOOL),
+        c_define!(VFIO_IRQ_SET_DATA_EVENTFD),
+        c_define!(VFIO_IRQ_SET_ACTION_MASK),
+        c_define!(VFIO_IRQ_SET_ACTION_UNMASK),
+        c_define!(VFIO_IRQ_SET_ACTION_TRIGGER),
+        c_define!(VFIO_IRQ_SET_DATA_TYPE_MASK),
+        c_define!(VFIO_IRQ_SET_ACTION_TYPE_MASK),
+        c_ioctl!(VFIO_DEVICE_SET_IRQS = VFIO_BASE + 10),
+        c_ioctl!(VFIO_DEVICE_RESET = VFIO_BASE + 11),
+        c_define!(VFIO_PCI_BAR0_REGION_INDEX),
+        c_define!(VFIO_PCI_BAR1_REGION_INDEX),
+        c_define!(VFIO_PCI_BAR2_REGION_INDEX),
+        c_define!(VFIO_PCI_BAR3_REGION_INDEX),
+        c_define!(VFIO_PCI_BAR4_REGION_INDEX),
+        c_define!(VFIO_PCI_BAR5_REGION_INDEX),
+        c_define!(VFIO_PCI_ROM_REGION_INDEX),
+        c_define!(VFIO_PCI_CONFIG_REGION_INDEX),
+        c_define!(VFIO_PCI_VGA_REGION_INDEX),
+        c_define!(VFIO_PCI_NUM_REGIONS),
+        c_define!(VFIO_PCI_INTX_IRQ_INDEX),
+        c_define!(VFIO_PCI_MSI_IRQ_INDEX),
+        c_define!(VFIO_PCI_MSIX_IRQ_INDEX),
+        c_define!(VFIO_PCI_ERR_IRQ_INDEX),
+        c_define!(VFIO_PCI_REQ_IRQ_INDEX),
+        c_define!(VFIO_PCI_NUM_IRQS),
+        c_struct!(vfio_pci_dependent_device),
+        c_define!(VFIO_PCI_DEVID_OWNED),
+        c_define!(VFIO_PCI_DEVID_NOT_OWNED),
+        c_struct!(vfio_pci_hot_reset_info),
+        c_define!(VFIO_PCI_HOT_RESET_FLAG_DEV_ID),
+        c_define!(VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED),
+        c_ioctl!(VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = VFIO_BASE + 12),
+        c_struct!(vfio_pci_hot_reset),
+        c_ioctl!(VFIO_DEVICE_PCI_HOT_RESET = VFIO_BASE + 13),
+        c_struct!(vfio_device_feature),
+        c_define!(VFIO_DEVICE_FEATURE_MASK),
+        c_define!(VFIO_DEVICE_FEATURE_GET),
+        c_define!(VFIO_DEVICE_FEATURE_SET),
+        c_define!(VFIO_DEVICE_FEATURE_PROBE),
+        c_ioctl!(VFIO_DEVICE_FEATURE = VFIO_BASE + 17),
+        c_struct!(vfio_device_bind_iommufd),
+        c_define!(VFIO_DEVICE_BIND_FLAG_TOKEN),
+        c_ioctl!(VFIO_DEVICE_BIND_IOMMUFD = VFIO_BASE + 18),
+        c_struct!(vfio_device_attach_iommufd_pt),
+        c_define!(VFIO_DEVICE_ATTACH_PASID),
+        c_ioctl!(VFIO_DEVICE_ATTACH_IOMMUFD_PT = VFIO_BASE + 19),
+        c_struct!(vfio_device_detach_iommufd_pt),
+        c_define!(VFIO_DEVICE_DETACH_PASID),
+        c_ioctl!(VFIO_DEVICE_DETACH_IOMMUFD_PT = VFIO_BASE + 20),
+    ],
+};
+
 // ---------------------------------------------------------------------------------
 // Rendering
 
@@ -582,10 +716,10 @@ pub fn iommufd_test_h() -> String {
     IOMMUFD_TEST_H.render()
 }
 
-/// Writes `dir/linux/iommufd.h` and `dir/iommufd_test.h`, creating directories as
-/// needed, so that `cc -I dir` finds both.
+/// Writes `dir/linux/iommufd.h`, `dir/iommufd_test.h` and `dir/linux/vfio.h`, creating directories as
+/// needed, so that `cc -I dir` finds them.
 pub fn write(dir: &Path) -> io::Result<()> {
-    for header in [&IOMMUFD_H, &IOMMUFD_TEST_H] {
+    for header in [&IOMMUFD_H, &IOMMUFD_TEST_H, &VFIO_H] {
         let path = dir.join(header.path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
@@ -631,7 +765,7 @@ impl Header {
             if !joined {
                 out.push('\n');
             }
-            render_item(&mut out, item);
+            render_item(&mut out, self, item);
             previous = Some(item);
         }
         let _ = writeln!(out, "\n#endif /* {} */", self.guard);
@@ -639,7 +773,7 @@ impl Header {
     }
 }
 
-fn render_item(out: &mut String, item: &Item) {
+fn render_item(out: &mut String, header: &Header, item: &Item) {
     match item {
         Item::Comment(text) => {
             let _ = writeln!(out, "/* {text} */");
@@ -648,7 +782,11 @@ fn render_item(out: &mut String, item: &Item) {
             let _ = writeln!(out, "#define {} {}", c.name, c_literal(c.value));
         }
         Item::Ioctl(i) => {
-            let _ = writeln!(out, "#define {} _IO(IOMMUFD_TYPE, {})", i.name, i.nr);
+            let _ = writeln!(
+                out,
+                "#define {} _IO({}, {})",
+                i.name, header.ioctl_type, i.nr
+            );
         }
         Item::Enum { tag, values } => {
             match tag {
@@ -726,7 +864,12 @@ mod tests {
             }
         }
         let mut names = Vec::new();
-        for item in IOMMUFD_H.items.iter().chain(IOMMUFD_TEST_H.items) {
+        for item in IOMMUFD_H
+            .items
+            .iter()
+            .chain(IOMMUFD_TEST_H.items)
+            .chain(VFIO_H.items)
+        {
             match item {
                 Item::Comment(_) => {}
                 Item::Define(c) => names.push(c.name),
@@ -746,10 +889,14 @@ mod tests {
     #[test]
     fn headers_cover_the_rust_definitions() {
         // Rust-only helpers that have no C counterpart.
-        const RUST_ONLY: &[&str] = &["IOMMU_TEST_CMD_PAYLOAD_SIZE"];
+        const RUST_ONLY: &[&str] = &["IOMMU_TEST_CMD_PAYLOAD_SIZE", "VFIO_PCI_OFFSET_SHIFT"];
         let names = rendered_names();
         let mut missing = Vec::new();
-        for source in [include_str!("iommufd.rs"), include_str!("test.rs")] {
+        for source in [
+            include_str!("iommufd.rs"),
+            include_str!("test.rs"),
+            include_str!("vfio.rs"),
+        ] {
             for line in source.lines() {
                 let Some(rest) = ["pub const ", "pub struct ", "pub type "]
                     .iter()

@@ -207,6 +207,369 @@ pub const VFIO_IOMMU_UNMAP_DMA: u32 = _IO(VFIO_TYPE, VFIO_BASE + 14);
 /// Type1 dirty-page tracking (not supported by iommufd).
 pub const VFIO_IOMMU_DIRTY_PAGES: u32 = _IO(VFIO_TYPE, VFIO_BASE + 17);
 
+// ---------------------------------------------------------------------------------
+// Groups (`/dev/vfio/<group>`)
+
+/// `struct vfio_group_status`: argument of [`VFIO_GROUP_GET_STATUS`].
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_group_status {
+    /// The caller's struct size.
+    pub argsz: u32,
+    /// Out: `VFIO_GROUP_FLAGS_*`.
+    pub flags: u32,
+}
+layout!(vfio_group_status, 8; argsz 0, flags 4);
+/// Every device of the group may be used (none has a DMA kernel driver).
+pub const VFIO_GROUP_FLAGS_VIABLE: u32 = 1 << 0;
+/// The group has a container (or an iommufd).
+pub const VFIO_GROUP_FLAGS_CONTAINER_SET: u32 = 1 << 1;
+/// Reports a group's viability and whether it has a container.
+pub const VFIO_GROUP_GET_STATUS: u32 = _IO(VFIO_TYPE, VFIO_BASE + 3);
+/// Puts the group in a container (the argument points to the container's fd).
+pub const VFIO_GROUP_SET_CONTAINER: u32 = _IO(VFIO_TYPE, VFIO_BASE + 4);
+/// Takes the group out of its container.
+pub const VFIO_GROUP_UNSET_CONTAINER: u32 = _IO(VFIO_TYPE, VFIO_BASE + 5);
+/// Opens a device of the group by name (the argument is a NUL-terminated string);
+/// returns the new fd.
+pub const VFIO_GROUP_GET_DEVICE_FD: u32 = _IO(VFIO_TYPE, VFIO_BASE + 6);
+
+// ---------------------------------------------------------------------------------
+// Devices (`/dev/vfio/devices/vfioN`, or a group's device fd)
+
+/// `struct vfio_device_info`: argument of [`VFIO_DEVICE_GET_INFO`].
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_device_info {
+    /// In: the buffer's size. Out: the size the answer with its capabilities needs.
+    pub argsz: u32,
+    /// Out: `VFIO_DEVICE_FLAGS_*`.
+    pub flags: u32,
+    /// Out: number of regions.
+    pub num_regions: u32,
+    /// Out: number of interrupt indexes.
+    pub num_irqs: u32,
+    /// Out: offset of the first capability, 0 when none was written.
+    pub cap_offset: u32,
+    /// C's tail padding.
+    pub pad: u32,
+}
+layout!(vfio_device_info, 24; argsz 0, flags 4, num_regions 8, num_irqs 12, cap_offset 16, pad 20);
+/// The device supports [`VFIO_DEVICE_RESET`].
+pub const VFIO_DEVICE_FLAGS_RESET: u32 = 1 << 0;
+/// A PCI device.
+pub const VFIO_DEVICE_FLAGS_PCI: u32 = 1 << 1;
+/// A platform device.
+pub const VFIO_DEVICE_FLAGS_PLATFORM: u32 = 1 << 2;
+/// An AMBA device.
+pub const VFIO_DEVICE_FLAGS_AMBA: u32 = 1 << 3;
+/// A CCW device.
+pub const VFIO_DEVICE_FLAGS_CCW: u32 = 1 << 4;
+/// An AP device.
+pub const VFIO_DEVICE_FLAGS_AP: u32 = 1 << 5;
+/// An fsl-mc device.
+pub const VFIO_DEVICE_FLAGS_FSL_MC: u32 = 1 << 6;
+/// `cap_offset` is valid.
+pub const VFIO_DEVICE_FLAGS_CAPS: u32 = 1 << 7;
+/// A CDX device.
+pub const VFIO_DEVICE_FLAGS_CDX: u32 = 1 << 8;
+/// Reports the device's type, regions and interrupts.
+pub const VFIO_DEVICE_GET_INFO: u32 = _IO(VFIO_TYPE, VFIO_BASE + 7);
+
+/// `struct vfio_region_info`: argument of [`VFIO_DEVICE_GET_REGION_INFO`].
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_region_info {
+    /// In: the buffer's size. Out: the size the answer with its capabilities needs.
+    pub argsz: u32,
+    /// Out: `VFIO_REGION_INFO_FLAG_*`.
+    pub flags: u32,
+    /// In: the region's index.
+    pub index: u32,
+    /// Out: offset of the first capability, 0 when none was written.
+    pub cap_offset: u32,
+    /// Out: the region's size in bytes.
+    pub size: u64,
+    /// Out: where the region starts in the device fd (for `pread`/`pwrite`).
+    pub offset: u64,
+}
+layout!(vfio_region_info, 32; argsz 0, flags 4, index 8, cap_offset 12, size 16, offset 24);
+/// The region may be read.
+pub const VFIO_REGION_INFO_FLAG_READ: u32 = 1 << 0;
+/// The region may be written.
+pub const VFIO_REGION_INFO_FLAG_WRITE: u32 = 1 << 1;
+/// The region may be mapped.
+pub const VFIO_REGION_INFO_FLAG_MMAP: u32 = 1 << 2;
+/// `cap_offset` is valid.
+pub const VFIO_REGION_INFO_FLAG_CAPS: u32 = 1 << 3;
+/// Reports one region: its size, where it is in the device fd and how to reach it.
+pub const VFIO_DEVICE_GET_REGION_INFO: u32 = _IO(VFIO_TYPE, VFIO_BASE + 8);
+
+/// `struct vfio_irq_info`: argument of [`VFIO_DEVICE_GET_IRQ_INFO`].
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_irq_info {
+    /// The caller's struct size.
+    pub argsz: u32,
+    /// Out: `VFIO_IRQ_INFO_*`.
+    pub flags: u32,
+    /// In: the interrupt index.
+    pub index: u32,
+    /// Out: number of interrupts at the index.
+    pub count: u32,
+}
+layout!(vfio_irq_info, 16; argsz 0, flags 4, index 8, count 12);
+/// Interrupts are signalled through eventfds.
+pub const VFIO_IRQ_INFO_EVENTFD: u32 = 1 << 0;
+/// The interrupts can be masked.
+pub const VFIO_IRQ_INFO_MASKABLE: u32 = 1 << 1;
+/// The interrupts are masked when they fire (level-triggered).
+pub const VFIO_IRQ_INFO_AUTOMASKED: u32 = 1 << 2;
+/// The number of interrupts cannot change once enabled.
+pub const VFIO_IRQ_INFO_NORESIZE: u32 = 1 << 3;
+/// Reports one interrupt index.
+pub const VFIO_DEVICE_GET_IRQ_INFO: u32 = _IO(VFIO_TYPE, VFIO_BASE + 9);
+
+/// `struct vfio_irq_set`: argument of [`VFIO_DEVICE_SET_IRQS`], without its
+/// flexible `data[]` (a `u8` per interrupt for `DATA_BOOL`, an `s32` eventfd for
+/// `DATA_EVENTFD`), which follows it.
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_irq_set {
+    /// The caller's size, `data` included.
+    pub argsz: u32,
+    /// `VFIO_IRQ_SET_DATA_*` | `VFIO_IRQ_SET_ACTION_*`.
+    pub flags: u32,
+    /// The interrupt index.
+    pub index: u32,
+    /// The first interrupt of the index concerned.
+    pub start: u32,
+    /// How many interrupts from `start`.
+    pub count: u32,
+}
+layout!(vfio_irq_set, 20; argsz 0, flags 4, index 8, start 12, count 16);
+/// No data.
+pub const VFIO_IRQ_SET_DATA_NONE: u32 = 1 << 0;
+/// A `u8` per interrupt.
+pub const VFIO_IRQ_SET_DATA_BOOL: u32 = 1 << 1;
+/// An `s32` eventfd per interrupt (-1: none).
+pub const VFIO_IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
+/// Mask the interrupts.
+pub const VFIO_IRQ_SET_ACTION_MASK: u32 = 1 << 3;
+/// Unmask the interrupts.
+pub const VFIO_IRQ_SET_ACTION_UNMASK: u32 = 1 << 4;
+/// Set up (eventfds) or fire (none, bool) the interrupts.
+pub const VFIO_IRQ_SET_ACTION_TRIGGER: u32 = 1 << 5;
+/// All data type bits.
+pub const VFIO_IRQ_SET_DATA_TYPE_MASK: u32 =
+    VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_DATA_EVENTFD;
+/// All action bits.
+pub const VFIO_IRQ_SET_ACTION_TYPE_MASK: u32 =
+    VFIO_IRQ_SET_ACTION_MASK | VFIO_IRQ_SET_ACTION_UNMASK | VFIO_IRQ_SET_ACTION_TRIGGER;
+/// Configures, masks, unmasks or fires interrupts.
+pub const VFIO_DEVICE_SET_IRQS: u32 = _IO(VFIO_TYPE, VFIO_BASE + 10);
+/// Resets the device (function-level).
+pub const VFIO_DEVICE_RESET: u32 = _IO(VFIO_TYPE, VFIO_BASE + 11);
+
+/// Region index of BAR 0 (BARs 1-5 follow).
+pub const VFIO_PCI_BAR0_REGION_INDEX: u32 = 0;
+/// Region index of BAR 1.
+pub const VFIO_PCI_BAR1_REGION_INDEX: u32 = 1;
+/// Region index of BAR 2.
+pub const VFIO_PCI_BAR2_REGION_INDEX: u32 = 2;
+/// Region index of BAR 3.
+pub const VFIO_PCI_BAR3_REGION_INDEX: u32 = 3;
+/// Region index of BAR 4.
+pub const VFIO_PCI_BAR4_REGION_INDEX: u32 = 4;
+/// Region index of BAR 5.
+pub const VFIO_PCI_BAR5_REGION_INDEX: u32 = 5;
+/// Region index of the expansion ROM.
+pub const VFIO_PCI_ROM_REGION_INDEX: u32 = 6;
+/// Region index of the configuration space.
+pub const VFIO_PCI_CONFIG_REGION_INDEX: u32 = 7;
+/// Region index of the legacy VGA ranges.
+pub const VFIO_PCI_VGA_REGION_INDEX: u32 = 8;
+/// Number of fixed PCI regions.
+pub const VFIO_PCI_NUM_REGIONS: u32 = 9;
+
+/// Interrupt index of INTx.
+pub const VFIO_PCI_INTX_IRQ_INDEX: u32 = 0;
+/// Interrupt index of MSI.
+pub const VFIO_PCI_MSI_IRQ_INDEX: u32 = 1;
+/// Interrupt index of MSI-X.
+pub const VFIO_PCI_MSIX_IRQ_INDEX: u32 = 2;
+/// Interrupt index of the error notification.
+pub const VFIO_PCI_ERR_IRQ_INDEX: u32 = 3;
+/// Interrupt index of the device request notification.
+pub const VFIO_PCI_REQ_IRQ_INDEX: u32 = 4;
+/// Number of PCI interrupt indexes.
+pub const VFIO_PCI_NUM_IRQS: u32 = 5;
+
+/// `struct vfio_pci_dependent_device`: one function a hot reset affects.
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_pci_dependent_device {
+    /// Its group (group-opened devices) or its devid (cdev-opened devices:
+    /// [`VFIO_PCI_DEVID_OWNED`], [`VFIO_PCI_DEVID_NOT_OWNED`] or a devid).
+    pub group_id: u32,
+    /// PCI segment.
+    pub segment: u16,
+    /// Bus number.
+    pub bus: u8,
+    /// Device and function number.
+    pub devfn: u8,
+}
+layout!(vfio_pci_dependent_device, 8; group_id 0 [union group_id, devid], segment 4, bus 6, devfn 7);
+/// Not bound to the caller's iommufd, but in a group that has a device bound there.
+pub const VFIO_PCI_DEVID_OWNED: u32 = 0;
+/// Not owned by the caller.
+pub const VFIO_PCI_DEVID_NOT_OWNED: u32 = u32::MAX;
+
+/// `struct vfio_pci_hot_reset_info`: argument of
+/// [`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`], without its flexible `devices[]`.
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_pci_hot_reset_info {
+    /// The caller's size, `devices` included.
+    pub argsz: u32,
+    /// Out: `VFIO_PCI_HOT_RESET_FLAG_*`.
+    pub flags: u32,
+    /// Out: number of affected functions.
+    pub count: u32,
+}
+layout!(vfio_pci_hot_reset_info, 12; argsz 0, flags 4, count 8);
+/// `devices[]` carry devids, not group numbers.
+pub const VFIO_PCI_HOT_RESET_FLAG_DEV_ID: u32 = 1 << 0;
+/// Every affected function is owned by the caller.
+pub const VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED: u32 = 1 << 1;
+/// Lists the functions a hot reset of the device's bus or slot would reset.
+pub const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: u32 = _IO(VFIO_TYPE, VFIO_BASE + 12);
+
+/// `struct vfio_pci_hot_reset`: argument of [`VFIO_DEVICE_PCI_HOT_RESET`],
+/// without its flexible `group_fds[]` (empty for cdev-opened devices).
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_pci_hot_reset {
+    /// The caller's size, `group_fds` included.
+    pub argsz: u32,
+    /// Must be 0.
+    pub flags: u32,
+    /// Number of group fds that follow.
+    pub count: u32,
+}
+layout!(vfio_pci_hot_reset, 12; argsz 0, flags 4, count 8);
+/// Resets the device's bus or slot.
+pub const VFIO_DEVICE_PCI_HOT_RESET: u32 = _IO(VFIO_TYPE, VFIO_BASE + 13);
+
+/// `struct vfio_device_feature`: argument of [`VFIO_DEVICE_FEATURE`], without
+/// its flexible `data[]`.
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_device_feature {
+    /// The caller's size, `data` included.
+    pub argsz: u32,
+    /// The feature (`VFIO_DEVICE_FEATURE_MASK`) and `VFIO_DEVICE_FEATURE_*` bits.
+    pub flags: u32,
+}
+layout!(vfio_device_feature, 8; argsz 0, flags 4);
+/// The feature number's bits.
+pub const VFIO_DEVICE_FEATURE_MASK: u32 = 0xffff;
+/// Read the feature.
+pub const VFIO_DEVICE_FEATURE_GET: u32 = 1 << 16;
+/// Write the feature.
+pub const VFIO_DEVICE_FEATURE_SET: u32 = 1 << 17;
+/// Only ask whether GET/SET would be supported.
+pub const VFIO_DEVICE_FEATURE_PROBE: u32 = 1 << 18;
+/// Gets, sets or probes a device feature.
+pub const VFIO_DEVICE_FEATURE: u32 = _IO(VFIO_TYPE, VFIO_BASE + 17);
+
+/// `struct vfio_device_bind_iommufd`: argument of [`VFIO_DEVICE_BIND_IOMMUFD`]
+/// (16 bytes before the token was added in Linux 6.17).
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_device_bind_iommufd {
+    /// The caller's struct size (at least 16).
+    pub argsz: u32,
+    /// `VFIO_DEVICE_BIND_FLAG_*`.
+    pub flags: u32,
+    /// The iommufd to bind to.
+    pub iommufd: i32,
+    /// Out: the device's ID in that iommufd.
+    pub out_devid: u32,
+    /// With [`VFIO_DEVICE_BIND_FLAG_TOKEN`]: pointer to a 16-byte VF token.
+    pub token_uuid_ptr: u64,
+}
+layout!(vfio_device_bind_iommufd, 24; argsz 0, flags 4, iommufd 8, out_devid 12, token_uuid_ptr 16 [c "__aligned_u64"]);
+/// `token_uuid_ptr` is valid.
+pub const VFIO_DEVICE_BIND_FLAG_TOKEN: u32 = 1 << 0;
+/// Binds a device file to an iommufd (claims the device's DMA).
+pub const VFIO_DEVICE_BIND_IOMMUFD: u32 = _IO(VFIO_TYPE, VFIO_BASE + 18);
+
+/// `struct vfio_device_attach_iommufd_pt`: argument of
+/// [`VFIO_DEVICE_ATTACH_IOMMUFD_PT`].
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_device_attach_iommufd_pt {
+    /// The caller's struct size (at least 12).
+    pub argsz: u32,
+    /// `VFIO_DEVICE_ATTACH_*`.
+    pub flags: u32,
+    /// In: an IOAS or HWPT ID. Out: the HWPT attached.
+    pub pt_id: u32,
+    /// With [`VFIO_DEVICE_ATTACH_PASID`]: the PASID.
+    pub pasid: u32,
+}
+layout!(vfio_device_attach_iommufd_pt, 16; argsz 0, flags 4, pt_id 8, pasid 12);
+/// Attach a PASID of the device, not the device itself.
+pub const VFIO_DEVICE_ATTACH_PASID: u32 = 1 << 0;
+/// Attaches the device (or a PASID) to an IOAS or HWPT; replaces if attached.
+pub const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u32 = _IO(VFIO_TYPE, VFIO_BASE + 19);
+
+/// `struct vfio_device_detach_iommufd_pt`: argument of
+/// [`VFIO_DEVICE_DETACH_IOMMUFD_PT`].
+#[repr(C)]
+#[derive(
+    Debug, Default, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct vfio_device_detach_iommufd_pt {
+    /// The caller's struct size (at least 8).
+    pub argsz: u32,
+    /// `VFIO_DEVICE_DETACH_*`.
+    pub flags: u32,
+    /// With [`VFIO_DEVICE_DETACH_PASID`]: the PASID.
+    pub pasid: u32,
+}
+layout!(vfio_device_detach_iommufd_pt, 12; argsz 0, flags 4, pasid 8);
+/// Detach a PASID of the device, not the device itself.
+pub const VFIO_DEVICE_DETACH_PASID: u32 = 1 << 0;
+/// Detaches the device (or a PASID); DMA is blocked after.
+pub const VFIO_DEVICE_DETACH_IOMMUFD_PT: u32 = _IO(VFIO_TYPE, VFIO_BASE + 20);
+
+/// Where region `index` starts in a vfio-pci device fd: `index << 40`.
+pub const VFIO_PCI_OFFSET_SHIFT: u32 = 40;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +582,13 @@ mod tests {
         assert_eq!(VFIO_IOMMU_GET_INFO, 0x3b70);
         assert_eq!(VFIO_IOMMU_MAP_DMA, 0x3b71);
         assert_eq!(VFIO_IOMMU_UNMAP_DMA, 0x3b72);
+        assert_eq!(VFIO_GROUP_GET_STATUS, 0x3b67);
+        assert_eq!(VFIO_GROUP_GET_DEVICE_FD, 0x3b6a);
+        assert_eq!(VFIO_DEVICE_GET_INFO, 0x3b6b);
+        assert_eq!(VFIO_DEVICE_SET_IRQS, 0x3b6e);
+        assert_eq!(VFIO_DEVICE_PCI_HOT_RESET, 0x3b71);
+        assert_eq!(VFIO_DEVICE_FEATURE, 0x3b75);
+        assert_eq!(VFIO_DEVICE_BIND_IOMMUFD, 0x3b76);
+        assert_eq!(VFIO_DEVICE_DETACH_IOMMUFD_PT, 0x3b78);
     }
 }
