@@ -42,6 +42,9 @@ Options of `run`:
   --trace              Log every call on an iommufd (and every open of
                        /dev/iommu) to stderr, decoded like strace.
   --trace-file FILE    The same, appended to FILE.
+  --machine FILE       The machine behind /dev/vfio (TOML; see
+                       examples/machines/default.toml). Default: the
+                       built-in machine `softiommu machine` shows.
   --preload PATH       The interposer to load. Default: $SOFTIOMMU_PRELOAD, or
                        libsoftiommu_preload.so next to this executable (where
                        `cargo build` puts both).
@@ -49,6 +52,7 @@ Options of `run`:
 Environment passed to PROGRAM:
   LD_PRELOAD           the interposer, then whatever LD_PRELOAD held
   SOFTIOMMU_TRACE      `stderr` or a file (set by --trace / --trace-file)
+  SOFTIOMMU_MACHINE    the machine file, made absolute (set by --machine)
 
 Example:
   cargo build --workspace
@@ -88,6 +92,7 @@ fn usage_error(msg: &str) -> ExitCode {
 #[derive(Debug, Default, PartialEq)]
 struct RunArgs {
     trace: Option<OsString>,
+    machine: Option<PathBuf>,
     preload: Option<PathBuf>,
     program: Vec<OsString>,
 }
@@ -116,6 +121,7 @@ fn parse_run(args: &[OsString]) -> Result<Option<RunArgs>, String> {
             "--trace" if !s.contains('=') => out.trace = Some("stderr".into()),
             "--trace-file" => out.trace = Some(value("--trace-file")?),
             "--preload" => out.preload = Some(value("--preload")?.into()),
+            "--machine" => out.machine = Some(value("--machine")?.into()),
             _ if s.starts_with('-') => return Err(format!("unknown option `{s}` of `run`")),
             _ => {
                 out.program = std::iter::once(arg).chain(it).cloned().collect();
@@ -192,7 +198,18 @@ fn run(args: &[OsString]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let machine = match run.machine.map(|m| load_machine(&m).map(|_| m)) {
+        Some(Ok(m)) => std::path::absolute(&m).ok(),
+        Some(Err(e)) => {
+            eprintln!("softiommu: {e}");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
     let mut cmd = Command::new(&run.program[0]);
+    if let Some(m) = machine {
+        cmd.env("SOFTIOMMU_MACHINE", m);
+    }
     cmd.args(&run.program[1..]);
     cmd.env(
         "LD_PRELOAD",
@@ -245,26 +262,23 @@ fn headers(args: &[OsString]) -> ExitCode {
     }
 }
 
+/// The machine a TOML file describes; `Err` says what is wrong with it.
+fn load_machine(file: &Path) -> Result<softiommu::machine::Machine, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    softiommu::machine::Machine::from_toml(&text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
 fn machine(args: &[OsString]) -> ExitCode {
-    use softiommu::machine::Machine;
     let machine = match args {
-        [] => Machine::default_machine(),
-        [file] => {
-            let text = match std::fs::read_to_string(file) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("softiommu: cannot read {}: {e}", Path::new(file).display());
-                    return ExitCode::FAILURE;
-                }
-            };
-            match Machine::from_toml(&text) {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("softiommu: {}: {e}", Path::new(file).display());
-                    return ExitCode::FAILURE;
-                }
+        [] => softiommu::machine::Machine::default_machine(),
+        [file] => match load_machine(Path::new(file)) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("softiommu: {e}");
+                return ExitCode::FAILURE;
             }
-        }
+        },
         _ => return usage_error("`machine` takes at most one argument, a TOML file"),
     };
     print!("{machine}");

@@ -1,6 +1,8 @@
 //! softiommu: the Linux device-assignment stack around `/dev/iommu`, in user space.
 //!
 //! The layers, top down (each only calls the ones below it):
+//! - [`vfio`]: VFIO device files over the running host's functions bound to
+//!   `vfio-pci`: bind to an iommufd, attach, regions, interrupts, reset.
 //! - [`iommufd`]: contexts, IO address spaces, pinned pages, HWPTs, devices,
 //!   accesses and the selftest's test operations — the kernel's
 //!   `drivers/iommu/iommufd/`, as a typed API.
@@ -34,6 +36,7 @@ pub mod iommufd;
 pub mod machine;
 pub mod mem;
 pub mod range;
+pub mod vfio;
 
 pub use error::{Error, Result};
 pub use softiommu_uapi as uapi;

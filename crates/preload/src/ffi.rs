@@ -303,6 +303,109 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> 
     unsafe { real::write(fd, buf, count) }
 }
 
+fn pread_write(fd: c_int, buf: *mut c_void, count: size_t, pos: off_t, write: bool) -> ssize_t {
+    if !reentered() {
+        if let Some(desc) = ours(fd) {
+            return run(-1, || {
+                ops::pread_write(fd, &desc, write, buf as u64, count, pos)
+            });
+        }
+    }
+    // SAFETY: the program's own arguments, passed to the function it called.
+    unsafe { real::pread_write(fd, buf, count, pos, write) }
+}
+
+/// `pread` (`pread64` is the same function on 64-bit targets).
+///
+/// # Safety
+/// libc's contract for `pread`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pread(fd: c_int, buf: *mut c_void, count: size_t, pos: off_t) -> ssize_t {
+    pread_write(fd, buf, count, pos, false)
+}
+
+/// `pread64`.
+///
+/// # Safety
+/// libc's contract for `pread64`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pread64(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    pos: off_t,
+) -> ssize_t {
+    pread_write(fd, buf, count, pos, false)
+}
+
+/// `pwrite`.
+///
+/// # Safety
+/// libc's contract for `pwrite`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pwrite(
+    fd: c_int,
+    buf: *const c_void,
+    count: size_t,
+    pos: off_t,
+) -> ssize_t {
+    pread_write(fd, buf.cast_mut(), count, pos, true)
+}
+
+/// `pwrite64`.
+///
+/// # Safety
+/// libc's contract for `pwrite64`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pwrite64(
+    fd: c_int,
+    buf: *const c_void,
+    count: size_t,
+    pos: off_t,
+) -> ssize_t {
+    pread_write(fd, buf.cast_mut(), count, pos, true)
+}
+
+/// Fortified `pread` (and `__pread64_chk`, the same on 64-bit targets).
+///
+/// # Safety
+/// libc's contract for `__pread_chk`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __pread_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    pos: off_t,
+    buflen: size_t,
+) -> ssize_t {
+    // An overflowing call goes to libc, which reports it and aborts.
+    if !reentered() && count <= buflen {
+        if let Some(desc) = ours(fd) {
+            return run(-1, || {
+                ops::pread_write(fd, &desc, false, buf as u64, count, pos)
+            });
+        }
+    }
+    // SAFETY: the program's own arguments, passed to the function it called.
+    unsafe { real::pread_chk(fd, buf, count, pos, buflen) }
+}
+
+/// Fortified `pread64`.
+///
+/// # Safety
+/// libc's contract for `__pread64_chk`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __pread64_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    pos: off_t,
+    buflen: size_t,
+) -> ssize_t {
+    // SAFETY: the same contract as __pread_chk on 64-bit targets.
+    unsafe { __pread_chk(fd, buf, count, pos, buflen) }
+}
+
 /// The program is about to unmap `[addr, addr + len)`: pages pinned there are
 /// moved aside first, so the IOMMU and accesses keep reaching them (the kernel's
 /// pinning guarantee).

@@ -86,6 +86,7 @@
 #![warn(missing_docs)]
 
 mod ffi;
+mod machine;
 mod ops;
 mod path;
 mod process;

@@ -2,6 +2,7 @@
 //! paths. Every function here runs with the re-entry flag set and under
 //! `catch_unwind` (see `ffi`), and answers `Ok(value)` or `Err(errno)`.
 
+use crate::machine;
 use crate::path::Ours;
 use crate::process;
 use crate::real::{self, OpenKind};
@@ -12,6 +13,7 @@ use softiommu::iommufd::Iommufd;
 use softiommu::mem::process::ProcessFile;
 use softiommu::mem::FileSource;
 use softiommu::uapi::Errno;
+use softiommu::vfio::EventFd;
 use std::sync::Arc;
 
 /// The front end's side of the boundary: our fd table.
@@ -41,10 +43,58 @@ impl Env for PreloadEnv {
         table::lookup(fd).map(|d| d.file.clone())
     }
 
+    fn is_open(&self, fd: i32) -> bool {
+        real::fcntl_int(fd, libc::F_GETFD, 0) >= 0
+    }
+
+    fn eventfd(&self, fd: i32) -> Result<Arc<dyn EventFd>, Errno> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).map_err(|_| Errno::EBADF)?;
+        if fd < 0 || link.as_os_str() != "anon_inode:[eventfd]" {
+            return Err(Errno::EINVAL);
+        }
+        let dup = real::fcntl_int(fd, libc::F_DUPFD_CLOEXEC, 1000);
+        if dup < 0 {
+            return Err(last_errno());
+        }
+        match real::file_key(dup) {
+            Ok(key) => Ok(Arc::new(HeldEventFd { fd: dup, key })),
+            Err(e) => {
+                real::close(dup);
+                Err(e)
+            }
+        }
+    }
+
     fn map_file(&self, fd: i32) -> Result<Arc<dyn FileSource>, Errno> {
         match ProcessFile::from_fd(fd) {
             Ok(f) => Ok(f),
             Err(e) => Err(e.errno()),
+        }
+    }
+}
+
+/// Our duplicate of an eventfd the program handed over, kept out of the way
+/// of its numbering. Before each signal we check the number still holds an
+/// eventfd (the program could close it behind our back), so a signal never
+/// lands in one of the program's other files.
+#[derive(Debug)]
+struct HeldEventFd {
+    fd: i32,
+    key: (u64, u64),
+}
+
+impl EventFd for HeldEventFd {
+    fn signal(&self) {
+        if real::file_key(self.fd).ok() == Some(self.key) {
+            real::write_all(self.fd, &1u64.to_ne_bytes());
+        }
+    }
+}
+
+impl Drop for HeldEventFd {
+    fn drop(&mut self) {
+        if real::file_key(self.fd).ok() == Some(self.key) {
+            real::close(self.fd);
         }
     }
 }
@@ -82,10 +132,17 @@ fn open_inner(flags: i32, ours: Ours) -> Result<i32, Errno> {
         return Err(Errno::EEXIST);
     }
     table::init();
-    let file = match ours {
-        Ours::Iommu => File::Iommufd(Iommufd::open(&process::get())),
+    let (file, name) = match ours {
+        Ours::Iommu | Ours::VfioContainer => (
+            File::Iommufd(Iommufd::open(&process::get())),
+            c"softiommu:iommufd",
+        ),
+        Ours::VfioDevice(n) => (
+            File::VfioDevice(machine::vfio()?.open_cdev(n)?, process::get()),
+            c"softiommu:vfio-device",
+        ),
     };
-    let (fd, key) = real::backing_fd(c"softiommu:iommufd", flags & libc::O_CLOEXEC != 0)?;
+    let (fd, key) = real::backing_fd(name, flags & libc::O_CLOEXEC != 0)?;
     if flags & libc::O_NONBLOCK != 0 {
         // Only so that F_GETFL shows what the program asked for.
         let _ = real::fcntl_int(fd, libc::F_SETFL, libc::O_NONBLOCK);
@@ -216,7 +273,8 @@ pub fn dup2(old: i32, new: i32, flags: Option<i32>) -> Result<i32, Errno> {
 
 /// `read`/`write` on one of ours. The VFS answers EBADF when the file is not
 /// open for that direction; then the file does: a fault queue reads and writes
-/// records, the iommufd and access files have neither (EINVAL).
+/// records, a VFIO device its regions at the file position (which moves on),
+/// the iommufd and access files have neither (EINVAL).
 pub fn read_write(
     fd: i32,
     desc: &Desc,
@@ -228,6 +286,12 @@ pub fn read_write(
     let open_for_it = if write { desc.writable } else { desc.readable };
     let r = if !open_for_it {
         Err(Errno::EBADF)
+    } else if matches!(*desc.file, File::VfioDevice(..)) {
+        // The backing memfd keeps the file position.
+        let pos = real::lseek(fd, 0, libc::SEEK_CUR)?;
+        let n = region_rw(desc, write, buf, count, pos)?;
+        real::lseek(fd, pos + n as u64, libc::SEEK_SET)?;
+        Ok(n as isize)
     } else if write {
         abi::write(&desc.file, buf, count).map(|n| n as isize)
     } else {
@@ -238,6 +302,44 @@ pub fn read_write(
         "{name}({fd}, ..., {count}) {}",
         Ret(&r.map(|n| n as i32))
     ));
+    r
+}
+
+fn region_rw(desc: &Desc, write: bool, buf: u64, count: usize, pos: u64) -> Result<usize, Errno> {
+    if write {
+        abi::pwrite(&desc.file, buf, count, pos)
+    } else {
+        abi::pread(&desc.file, buf, count, pos)
+    }
+}
+
+/// `pread`/`pwrite` on one of ours: EBADF when not open for that direction,
+/// EINVAL for a negative position; then the file: a VFIO device's regions,
+/// EINVAL for the others.
+pub fn pread_write(
+    fd: i32,
+    desc: &Desc,
+    write: bool,
+    buf: u64,
+    count: usize,
+    pos: i64,
+) -> Result<isize, Errno> {
+    let _gate = table::gate();
+    let open_for_it = if write { desc.writable } else { desc.readable };
+    let r = if !open_for_it {
+        Err(Errno::EBADF)
+    } else if pos < 0 {
+        Err(Errno::EINVAL)
+    } else {
+        region_rw(desc, write, buf, count, pos as u64).map(|n| n as isize)
+    };
+    if trace::enabled() {
+        let name = if write { "pwrite" } else { "pread" };
+        trace::line(format_args!(
+            "{name}({fd}, ..., {count}, {pos:#x}) {}",
+            Ret(&r.map(|n| n as i32))
+        ));
+    }
     r
 }
 

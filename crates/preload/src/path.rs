@@ -1,11 +1,12 @@
 //! Which paths are ours.
 //!
-//! `/dev/iommu`, however spelled: repeated slashes and `.` components are
-//! dropped (the kernel's path walk ignores them), and a relative path is taken
-//! against the directory it is relative to — the working directory for
-//! `AT_FDCWD`, or what `/proc/self/fd/N` names for a directory descriptor. That
-//! lookup costs a system call, so it is made only for paths whose last component
-//! is `iommu`. A path with `..` is left to libc: which directory `..` leads to
+//! `/dev/iommu`, `/dev/vfio/vfio` and `/dev/vfio/devices/vfioN`, however
+//! spelled: repeated slashes and `.` components are dropped (the kernel's path
+//! walk ignores them), and a relative path is taken against the directory it is
+//! relative to — the working directory for `AT_FDCWD`, or what
+//! `/proc/self/fd/N` names for a directory descriptor. That lookup costs a
+//! system call, so it is made only for paths whose last component could name
+//! one of ours. A path with `..` is left to libc: which directory `..` leads to
 //! depends on symlinks, and guessing wrong would take a file that is not ours.
 //! A trailing slash is left to libc too (the kernel says ENOTDIR or ENOENT).
 
@@ -14,6 +15,37 @@
 pub enum Ours {
     /// `/dev/iommu`.
     Iommu,
+    /// `/dev/vfio/vfio`: the VFIO container, an iommufd speaking type1.
+    VfioContainer,
+    /// `/dev/vfio/devices/vfioN`: a VFIO device's cdev.
+    VfioDevice(u32),
+}
+
+/// A decimal number without a sign or leading zeros (as the kernel names its
+/// nodes).
+fn number(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || (s.len() > 1 && s[0] == b'0') || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Which of our nodes the components of an absolute path name.
+fn node(comps: &[&[u8]]) -> Option<Ours> {
+    match comps {
+        [b"dev", b"iommu"] => Some(Ours::Iommu),
+        [b"dev", b"vfio", b"vfio"] => Some(Ours::VfioContainer),
+        [b"dev", b"vfio", b"devices", name] => name
+            .strip_prefix(b"vfio")
+            .and_then(number)
+            .map(Ours::VfioDevice),
+        _ => None,
+    }
+}
+
+/// Whether a last component could name one of our nodes.
+fn plausible(last: &[u8]) -> bool {
+    last == b"iommu" || last.starts_with(b"vfio")
 }
 
 /// Classifies `path` (without its NUL). `dir` gives the absolute directory a
@@ -22,7 +54,7 @@ pub fn classify(path: &[u8], dir: impl FnOnce() -> Option<Vec<u8>>) -> Option<Ou
     if path.is_empty() || path.ends_with(b"/") {
         return None;
     }
-    if path.rsplit(|b| *b == b'/').next() != Some(b"iommu") {
+    if !path.rsplit(|b| *b == b'/').next().is_some_and(plausible) {
         return None;
     }
     let base = if path[0] == b'/' { Vec::new() } else { dir()? };
@@ -37,7 +69,7 @@ pub fn classify(path: &[u8], dir: impl FnOnce() -> Option<Vec<u8>>) -> Option<Ou
             c => comps.push(c),
         }
     }
-    (comps == [b"dev".as_slice(), b"iommu".as_slice()]).then_some(Ours::Iommu)
+    node(&comps)
 }
 
 #[cfg(test)]
@@ -57,7 +89,15 @@ mod tests {
         assert_eq!(abs("/dev/../dev/iommu"), None);
         assert_eq!(abs("/tmp/dev/iommu"), None);
         assert_eq!(abs("/dev/iommu0"), None);
-        assert_eq!(abs("/dev/vfio/vfio"), None);
+        assert_eq!(abs("/dev/vfio/vfio"), Some(Ours::VfioContainer));
+        assert_eq!(abs("//dev/vfio//vfio"), Some(Ours::VfioContainer));
+        assert_eq!(abs("/dev/vfio/devices/vfio0"), Some(Ours::VfioDevice(0)));
+        assert_eq!(abs("/dev/vfio/devices/vfio12"), Some(Ours::VfioDevice(12)));
+        assert_eq!(abs("/dev/vfio/devices/vfio01"), None);
+        assert_eq!(abs("/dev/vfio/devices/vfio"), None);
+        assert_eq!(abs("/dev/vfio/devices/vfio-1"), None);
+        assert_eq!(abs("/dev/vfio/devices/vfio99999999999"), None);
+        assert_eq!(abs("/dev/vfio/vfio0"), None);
         assert_eq!(abs("/etc/passwd"), None);
     }
 

@@ -60,6 +60,8 @@ type Fd3Fn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 type ReadFn = unsafe extern "C" fn(c_int, *mut c_void, size_t) -> ssize_t;
 type ReadChkFn = unsafe extern "C" fn(c_int, *mut c_void, size_t, size_t) -> ssize_t;
 type WriteFn = unsafe extern "C" fn(c_int, *const c_void, size_t) -> ssize_t;
+type PreadFn = unsafe extern "C" fn(c_int, *mut c_void, size_t, off_t) -> ssize_t;
+type PreadChkFn = unsafe extern "C" fn(c_int, *mut c_void, size_t, off_t, size_t) -> ssize_t;
 type MmapFn = unsafe extern "C" fn(*mut c_void, size_t, c_int, c_int, c_int, off_t) -> *mut c_void;
 type MunmapFn = unsafe extern "C" fn(*mut c_void, size_t) -> c_int;
 type CloseRangeFn = unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int;
@@ -83,6 +85,9 @@ static DUP3: Sym = Sym::new(c"dup3");
 static READ: Sym = Sym::new(c"read");
 static READ_CHK: Sym = Sym::new(c"__read_chk");
 static WRITE: Sym = Sym::new(c"write");
+static PREAD: Sym = Sym::new(c"pread");
+static PWRITE: Sym = Sym::new(c"pwrite");
+static PREAD_CHK: Sym = Sym::new(c"__pread_chk");
 static MMAP: Sym = Sym::new(c"mmap");
 static MMAP64: Sym = Sym::new(c"mmap64");
 static MUNMAP: Sym = Sym::new(c"munmap");
@@ -299,6 +304,48 @@ pub unsafe fn mmap(
 pub unsafe fn munmap(addr: *mut c_void, len: size_t) -> c_int {
     // SAFETY: resolved as MunmapFn; the program asked for exactly this unmap.
     unsafe { lookup::<MunmapFn>(&MUNMAP).map_or_else(missing, |f| f(addr, len)) }
+}
+
+/// `lseek(fd, off, whence)` on our own descriptor; the new position.
+pub fn lseek(fd: c_int, off: u64, whence: c_int) -> Result<u64, Errno> {
+    let off = i64::try_from(off).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: lseek takes no memory and is not interposed.
+    let r = unsafe { libc::lseek(fd, off, whence) };
+    u64::try_from(r).map_err(|_| Errno(errno()))
+}
+
+/// The program's pread (`pwrite` when `write`), passed through.
+///
+/// # Safety
+/// As for [`read`].
+pub unsafe fn pread_write(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    pos: off_t,
+    write: bool,
+) -> ssize_t {
+    let sym = if write { &PWRITE } else { &PREAD };
+    // SAFETY: resolved as PreadFn (pwrite's buffer is const, same ABI); the
+    // kernel checks the buffer.
+    unsafe { lookup::<PreadFn>(sym).map_or_else(missing, |f| f(fd, buf, count, pos)) }
+}
+
+/// The program's fortified pread, passed through.
+///
+/// # Safety
+/// As for [`read`].
+pub unsafe fn pread_chk(
+    fd: c_int,
+    buf: *mut c_void,
+    count: size_t,
+    pos: off_t,
+    buflen: size_t,
+) -> ssize_t {
+    // SAFETY: resolved as PreadChkFn; libc checks count against buflen.
+    unsafe {
+        lookup::<PreadChkFn>(&PREAD_CHK).map_or_else(missing, |f| f(fd, buf, count, pos, buflen))
+    }
 }
 
 /// `close(fd)`.

@@ -676,7 +676,7 @@ fn with_access<R>(
     let file = access(env, fd)?;
     match &*file {
         File::Access(a) => f(a),
-        File::Iommufd(_) | File::Fault(_) => Err(Errno::EBADFD),
+        _ => Err(Errno::EBADFD),
     }
 }
 

@@ -28,10 +28,12 @@
 
 mod iommufd;
 mod vfio;
+mod vfio_device;
 
 use crate::error::Error;
 use crate::iommufd::{AccessHandle, FaultHandle, Iommufd};
-use crate::mem::{AddressSpace, FileSource};
+use crate::mem::{AddressSpace, FileSource, Process};
+use crate::vfio::{DeviceFile, EventFd};
 use softiommu_uapi::iommufd::{iommu_hwpt_page_response, iommu_hwpt_pgfault};
 use softiommu_uapi::Errno;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 pub use iommufd::{command_name, IOCTLS};
 pub use vfio::VFIO_IOCTLS;
+pub use vfio_device::VFIO_DEVICE_IOCTLS;
 
 /// A file softiommu answers for.
 #[derive(Debug)]
@@ -49,6 +52,9 @@ pub enum File {
     Access(AccessHandle),
     /// A fault queue (`IOMMU_FAULT_QUEUE_ALLOC`'s fd).
     Fault(FaultHandle),
+    /// A VFIO device (`/dev/vfio/devices/vfioN`, or a group's device fd),
+    /// with the process whose memory its ioctls read.
+    VfioDevice(DeviceFile, Arc<Process>),
 }
 
 /// What the boundary needs from the front end.
@@ -58,6 +64,13 @@ pub trait Env {
 
     /// The file behind descriptor `fd`, if it is one of ours.
     fn file(&self, fd: i32) -> Option<Arc<File>>;
+
+    /// Whether `fd` is an open descriptor at all (ours or not).
+    fn is_open(&self, fd: i32) -> bool;
+
+    /// The eventfd behind descriptor `fd`, held until dropped: EBADF if `fd`
+    /// is not open, EINVAL if it is not an eventfd.
+    fn eventfd(&self, fd: i32) -> Result<Arc<dyn EventFd>, Errno>;
 
     /// The real file behind descriptor `fd`, to be pinned by offset
     /// (`IOMMU_IOAS_MAP_FILE`); EBADF if it is not open.
@@ -140,10 +153,46 @@ pub fn ioctl(
 ) -> Result<i32, Errno> {
     match file {
         File::Iommufd(ctx) => iommufd::ioctl(env, ctx, cmd, arg, trace),
+        File::VfioDevice(dev, process) => {
+            vfio_device::ioctl(env, &*process.space, dev, cmd, arg, trace)
+        }
         // The selftest's access fd and the fault fd have no ioctls.
         File::Access(_) | File::Fault(_) => Err(Errno::ENOTTY),
     }
 }
+
+/// `pread` of `count` bytes at `pos` into the caller's `buf`: a VFIO device
+/// region (see [`crate::vfio`]); EINVAL on other files (`read` is theirs).
+/// EFAULT when the buffer cannot be written.
+pub fn pread(file: &File, buf: u64, count: usize, pos: u64) -> Result<usize, Errno> {
+    let File::VfioDevice(dev, process) = file else {
+        return Err(Errno::EINVAL);
+    };
+    let mut bytes = vec![0u8; count.min(REGION_IO_MAX)];
+    let n = dev.read(pos, &mut bytes)?;
+    process
+        .space
+        .write(buf, &bytes[..n])
+        .map_err(|_| Errno::EFAULT)?;
+    Ok(n)
+}
+
+/// `pwrite` of `count` bytes at `pos` from the caller's `buf` to a VFIO
+/// device region; EINVAL on other files.
+pub fn pwrite(file: &File, buf: u64, count: usize, pos: u64) -> Result<usize, Errno> {
+    let File::VfioDevice(dev, process) = file else {
+        return Err(Errno::EINVAL);
+    };
+    let mut bytes = vec![0u8; count.min(REGION_IO_MAX)];
+    process
+        .space
+        .read(buf, &mut bytes)
+        .map_err(|_| Errno::EFAULT)?;
+    Ok(dev.write(pos, &bytes)?)
+}
+
+/// Most bytes one region access moves (the rest is a short count).
+const REGION_IO_MAX: usize = 1 << 20;
 
 /// `read` of `count` bytes into the caller's `buf` on `file`: whole
 /// `iommu_hwpt_pgfault` records from a fault queue, as many as fit and are

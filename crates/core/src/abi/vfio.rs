@@ -35,7 +35,7 @@ pub fn command_name(cmd: u32) -> Option<&'static str> {
 }
 
 /// Reads the first `minsz` bytes of a `T` at `arg` (the rest stays zero).
-fn read_min<T: FromBytes + IntoBytes + Default>(
+pub(super) fn read_min<T: FromBytes + IntoBytes + Default>(
     mem: &dyn AddressSpace,
     arg: u64,
     minsz: usize,
@@ -46,11 +46,11 @@ fn read_min<T: FromBytes + IntoBytes + Default>(
     Ok(v)
 }
 
-fn write_bytes(mem: &dyn AddressSpace, at: u64, bytes: &[u8]) -> Result<(), Errno> {
+pub(super) fn write_bytes(mem: &dyn AddressSpace, at: u64, bytes: &[u8]) -> Result<(), Errno> {
     mem.write(at, bytes).map_err(|_| Errno::EFAULT)
 }
 
-fn describe<T: std::fmt::Debug>(v: &T) -> String {
+pub(super) fn describe<T: std::fmt::Debug>(v: &T) -> String {
     format!("{v:x?}")
 }
 

@@ -184,6 +184,28 @@ impl Iommufd {
         Ok(idev)
     }
 
+    /// Binds `dev` for a driver that owns the binding (VFIO): as
+    /// [`Iommufd::device_bind`], and the object counts a user, so that
+    /// `IOMMU_DESTROY` of it is EBUSY until [`Iommufd::device_unbind`].
+    pub fn device_bind_owned(&self, dev: Arc<Device>) -> Result<Arc<IommufdDevice>> {
+        let idev = self.device_bind(dev)?;
+        self.table().add_user(idev.id);
+        Ok(idev)
+    }
+
+    /// Unbinds a device bound with [`Iommufd::device_bind_owned`]: every PASID
+    /// detached, its vDEVICE revoked, the object gone. Cannot fail.
+    pub fn device_unbind(&self, idev: &IommufdDevice) {
+        self.inner.device_unbind(idev);
+    }
+
+    /// The context's identity as a DMA owner (the kernel passes the context
+    /// itself to `iommu_device_claim_dma_owner`): never 0, unique while the
+    /// context lives.
+    pub fn cookie(&self) -> u64 {
+        Arc::as_ptr(&self.inner) as u64
+    }
+
     /// What `pt_id` names, for an attach.
     fn attach_lookup(&self, pt_id: u32) -> Result<Target> {
         match self.table().get(pt_id) {
@@ -367,6 +389,21 @@ impl CtxInner {
     }
 
     /// Detaches every PASID of `idev`, the device itself last.
+    /// Detaches everything of a device whose binding holds a user, and
+    /// destroys its object.
+    pub(crate) fn device_unbind(&self, idev: &IommufdDevice) {
+        self.device_detach_all(idev);
+        let obj = {
+            let mut t = self.table();
+            t.remove_user(idev.id);
+            t.remove(idev.id)
+        };
+        match obj {
+            Ok(obj) => self.teardown(obj),
+            Err(_) => debug_assert!(false, "bound device {} missing", idev.id),
+        }
+    }
+
     pub(crate) fn device_detach_all(&self, idev: &IommufdDevice) {
         let pasids: Vec<u32> = idev.attached().keys().rev().copied().collect();
         for pasid in pasids {

@@ -61,16 +61,7 @@ pub struct MockDev {
 
 impl MockDev {
     pub(crate) fn destroy(&self, ctx: &CtxInner) {
-        ctx.device_detach_all(&self.idev);
-        let obj = {
-            let mut t = ctx.table();
-            t.remove_user(self.idev.id);
-            t.remove(self.idev.id)
-        };
-        match obj {
-            Ok(obj) => ctx.teardown(obj),
-            Err(_) => debug_assert!(false, "mock device's idev missing"),
-        }
+        ctx.device_unbind(&self.idev);
     }
 }
 
