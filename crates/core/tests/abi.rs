@@ -31,6 +31,12 @@ impl Env for TestEnv {
     fn map_file(&self, _fd: i32) -> Result<Arc<dyn FileSource>, Errno> {
         Err(Errno::EBADF)
     }
+    fn is_open(&self, fd: i32) -> bool {
+        self.files.lock().unwrap().contains_key(&fd)
+    }
+    fn eventfd(&self, _fd: i32) -> Result<Arc<dyn softiommu::vfio::EventFd>, Errno> {
+        Err(Errno::EINVAL)
+    }
 }
 
 struct Rig {
