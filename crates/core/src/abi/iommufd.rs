@@ -136,7 +136,7 @@ trait Describe {
 }
 
 /// `{:x?}` output with `0x` in front of every number but single digits.
-fn hex<T: Debug>(v: &T) -> String {
+pub(super) fn hex<T: Debug>(v: &T) -> String {
     let raw = format!("{v:x?}");
     let mut out = String::with_capacity(raw.len() + 32);
     let bytes = raw.as_bytes();

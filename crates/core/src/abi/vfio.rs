@@ -51,7 +51,7 @@ pub(super) fn write_bytes(mem: &dyn AddressSpace, at: u64, bytes: &[u8]) -> Resu
 }
 
 pub(super) fn describe<T: std::fmt::Debug>(v: &T) -> String {
-    format!("{v:x?}")
+    super::iommufd::hex(v)
 }
 
 pub(super) fn ioctl(

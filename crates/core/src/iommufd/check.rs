@@ -126,6 +126,9 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                 );
             }
             Object::Device(d) => {
+                if d.owned {
+                    *expect_users.entry(d.id).or_default() += 1;
+                }
                 if let Some(vid) = d.vdev() {
                     let named = matches!(
                         objects.iter().find(|(oid, ..)| *oid == vid),
@@ -169,7 +172,11 @@ pub fn check(ctx: &Iommufd) -> Result<Summary, String> {
                 accesses.push(a.clone());
             }
             Object::Selftest(m) => {
-                *expect_users.entry(m.idev.id).or_default() += 1;
+                ensure!(
+                    m.idev.owned,
+                    "mock device {} does not hold its device",
+                    m.id
+                );
             }
             Object::Viommu(v) => {
                 ensure!(v.id == *id, "vIOMMU {} filed under {}", v.id, id);

@@ -42,6 +42,9 @@ pub struct IommufdDevice {
     /// The object ID of its vDEVICE, if it has one. Changed under the object
     /// table lock.
     vdev: Mutex<Option<u32>>,
+    /// Bound by a driver that holds the object (VFIO, a selftest mock
+    /// device): it counts one user until unbound.
+    pub owned: bool,
 }
 
 impl IommufdDevice {
@@ -172,6 +175,17 @@ impl Iommufd {
 
     /// Binds `dev` to the context; returns the bound device.
     pub fn device_bind(&self, dev: Arc<Device>) -> Result<Arc<IommufdDevice>> {
+        self.bind(dev, false)
+    }
+
+    /// Binds `dev` for a driver that holds the binding (VFIO): as
+    /// [`Iommufd::device_bind`], and the object counts a user, so that
+    /// `IOMMU_DESTROY` of it is EBUSY until [`Iommufd::device_unbind`].
+    pub fn device_bind_owned(&self, dev: Arc<Device>) -> Result<Arc<IommufdDevice>> {
+        self.bind(dev, true)
+    }
+
+    fn bind(&self, dev: Arc<Device>, owned: bool) -> Result<Arc<IommufdDevice>> {
         let mut t = self.table();
         let id = t.reserve()?;
         let idev = Arc::new(IommufdDevice {
@@ -179,17 +193,12 @@ impl Iommufd {
             dev,
             attached: Mutex::default(),
             vdev: Mutex::default(),
+            owned,
         });
         t.finalize(id, Object::Device(idev.clone()));
-        Ok(idev)
-    }
-
-    /// Binds `dev` for a driver that owns the binding (VFIO): as
-    /// [`Iommufd::device_bind`], and the object counts a user, so that
-    /// `IOMMU_DESTROY` of it is EBUSY until [`Iommufd::device_unbind`].
-    pub fn device_bind_owned(&self, dev: Arc<Device>) -> Result<Arc<IommufdDevice>> {
-        let idev = self.device_bind(dev)?;
-        self.table().add_user(idev.id);
+        if owned {
+            t.add_user(id);
+        }
         Ok(idev)
     }
 

@@ -246,13 +246,11 @@ impl Iommufd {
         let stdev_id = self.table().reserve()?;
         let name = format!("iommufd_mock{}", NEXT_MOCK.fetch_add(1, Ordering::Relaxed));
         let dev = Arc::new(Device::new(name, mock_driver(), dev_flags));
-        let bound = self.device_bind(dev).and_then(|idev| {
+        let bound = self.device_bind_owned(dev).and_then(|idev| {
             match self.device_attach(&idev, NO_PASID, pt_id) {
                 Ok(hwpt_id) => Ok((idev, hwpt_id)),
                 Err(e) => {
-                    if let Ok(obj) = self.table().remove(idev.id) {
-                        self.inner.teardown(obj);
-                    }
+                    self.device_unbind(&idev);
                     Err(e)
                 }
             }
@@ -260,7 +258,6 @@ impl Iommufd {
         let mut t = self.table();
         match bound {
             Ok((idev, hwpt_id)) => {
-                t.add_user(idev.id);
                 let ids = MockDomainIds {
                     stdev_id,
                     hwpt_id,
