@@ -197,6 +197,11 @@ fn pasid() {
 }
 
 #[test]
+fn vfio_cdev() {
+    run_c("vfio_cdev");
+}
+
+#[test]
 fn errnos() {
     run_c("errnos");
 }

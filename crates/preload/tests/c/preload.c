@@ -363,7 +363,8 @@ static void case_file_ops(void)
 	char b[8];
 	CHECK_ERR(read(fd, b, sizeof(b)), EINVAL);
 	CHECK_ERR(write(fd, b, sizeof(b)), EINVAL);
-	CHECK_ERR(pwrite(fd, b, sizeof(b), 0), EPERM); /* the sealed backing memfd */
+	CHECK_ERR(pwrite(fd, b, sizeof(b), 0), EINVAL);
+	CHECK_ERR(pread(fd, b, sizeof(b), 0), EINVAL);
 	CHECK(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED && errno == ENODEV);
 	CHECK(mmap(NULL, 0, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED && errno == EINVAL);
 	struct pollfd pfd = { .fd = fd, .events = POLLIN | POLLOUT };
