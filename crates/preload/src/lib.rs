@@ -2,9 +2,11 @@
 //!
 //! Loaded with `LD_PRELOAD` (see `softiommu run`), this library defines the libc
 //! functions through which a program reaches a file descriptor — `open*`,
-//! `close*`, `dup*`, `fcntl`, `ioctl`, `read`, `write`, `mmap` — and answers them
-//! itself for *our* descriptors: opens of `/dev/iommu`, and the selftest access
-//! fds that `IOMMU_TEST_OP_CREATE_ACCESS` installs. Every other call goes to the
+//! `close*`, `dup*`, `fcntl`, `ioctl`, `read`, `write`, `pread`, `pwrite`, `mmap` —
+//! and answers them itself for *our* descriptors: opens of `/dev/iommu`,
+//! `/dev/vfio/vfio` and `/dev/vfio/devices/vfioN` (the devices of the machine
+//! `SOFTIOMMU_MACHINE` describes, see `machine.rs`), the selftest access fds that
+//! `IOMMU_TEST_OP_CREATE_ACCESS` installs, and fault queues. Every other call goes to the
 //! real libc function, resolved once with `dlsym(RTLD_NEXT)`, untouched and with
 //! its `errno`.
 //!
