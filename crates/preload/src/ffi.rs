@@ -11,10 +11,12 @@ use crate::ops;
 use crate::path;
 use crate::real::{self, OpenKind};
 use crate::safecopy;
+use crate::sysfs::{self, Target};
 use crate::table::{self, Desc};
 use libc::{c_char, c_int, c_uint, c_ulong, c_void, off_t, size_t, ssize_t};
 use softiommu::uapi::Errno;
 use std::cell::Cell;
+use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -106,6 +108,81 @@ fn classify(
     r
 }
 
+/// Where a call on `path` goes when it names one of our sysfs paths (see
+/// `sysfs`): `None` for libc. Reads the path without trusting the pointer;
+/// keeps the program's errno. A path that does not start with `/` costs one
+/// guarded byte read.
+fn sysfs_target(path: *const c_char, open: bool) -> Option<Target> {
+    if path.is_null() || reentered() {
+        return None;
+    }
+    let saved = real::errno();
+    let _busy = Busy::enter();
+    let r = catch_unwind(|| {
+        let mut first = [0u8; 1];
+        if !safecopy::read(path as usize, &mut first) || first[0] != b'/' {
+            return None;
+        }
+        sysfs::lookup(&safecopy::read_cstr(path)?, open)
+    })
+    .unwrap_or(None);
+    real::set_errno(saved);
+    r
+}
+
+/// The path in our sysfs tree to use instead of `path`, if it is one of ours.
+fn sysfs_tree(path: *const c_char) -> Option<CString> {
+    match sysfs_target(path, false)? {
+        Target::Tree(p) => Some(p),
+        Target::Attr(_) => None,
+    }
+}
+
+/// An open of a sysfs path of ours: a writable attribute becomes our
+/// descriptor; anything else opens its file in the tree, read-only (sysfs
+/// refuses writes to read-only attributes: EACCES, or the tree's ENOENT).
+fn open_sysfs(
+    kind: OpenKind,
+    dirfd: c_int,
+    path: *const c_char,
+    flags: c_int,
+    mode: c_uint,
+    target: Target,
+) -> c_int {
+    match target {
+        Target::Attr(attr) => run(-1, || {
+            // The path again, for the trace (read without trusting it).
+            let bytes = safecopy::read_cstr(path).unwrap_or_default();
+            ops::open_sysfs(kind, dirfd, &bytes, flags, attr)
+        }),
+        Target::Tree(tree) => {
+            let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+            if writes {
+                // SAFETY: `tree` is a live NUL-terminated path; O_PATH opens
+                // nothing for reading or writing.
+                let probe = unsafe {
+                    real::open(
+                        OpenKind::Open,
+                        libc::AT_FDCWD,
+                        tree.as_ptr(),
+                        libc::O_PATH | libc::O_CLOEXEC,
+                        0,
+                    )
+                };
+                if probe < 0 {
+                    return -1;
+                }
+                real::close(probe);
+                real::set_errno(libc::EACCES);
+                return -1;
+            }
+            // SAFETY: the program's flags and mode, with a live path of ours
+            // in place of its path (absolute, so the dirfd is unused).
+            unsafe { real::open(kind, dirfd, tree.as_ptr(), flags, mode) }
+        }
+    }
+}
+
 /// `open`, `open64`, `openat`, `openat64` (from variadic.c).
 ///
 /// # Safety
@@ -122,6 +199,9 @@ pub unsafe extern "C" fn softiommu_openat(
     if !reentered() {
         if let Some((bytes, ours)) = classify(kind, dirfd, path, flags) {
             return run(-1, || ops::open(kind, dirfd, &bytes, flags, ours));
+        }
+        if let Some(target) = sysfs_target(path, true) {
+            return open_sysfs(kind, dirfd, path, flags, mode, target);
         }
     }
     // SAFETY: the program's own arguments, passed to the function it called.
@@ -508,4 +588,72 @@ pub unsafe extern "C" fn closefrom(lowfd: c_int) {
         return;
     }
     real::closefrom(lowfd);
+}
+
+/// Defines entry points that take a path: a sysfs path of ours is replaced by
+/// its file in our tree (see `sysfs`), and the call goes to libc either way.
+macro_rules! sysfs_path_calls {
+    ($( $(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $real:ident, path = $path:ident; )*) => {
+        $(
+            $(#[$m])*
+            ///
+            /// # Safety
+            /// libc's contract for this function.
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+                let ours = sysfs_tree($path);
+                let $path = ours.as_ref().map_or($path, |p| p.as_ptr());
+                // SAFETY: the program's own arguments, or a live path of ours
+                // (absolute, so any dirfd is unused) in place of its path.
+                unsafe { real::$real($($arg),*) }
+            }
+        )*
+    };
+}
+
+sysfs_path_calls! {
+    /// `stat`.
+    fn stat(path: *const c_char, buf: *mut c_void) -> c_int = stat, path = path;
+    /// `stat64`.
+    fn stat64(path: *const c_char, buf: *mut c_void) -> c_int = stat64, path = path;
+    /// `lstat`.
+    fn lstat(path: *const c_char, buf: *mut c_void) -> c_int = lstat, path = path;
+    /// `lstat64`.
+    fn lstat64(path: *const c_char, buf: *mut c_void) -> c_int = lstat64, path = path;
+    /// `fstatat`.
+    fn fstatat(dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int = fstatat, path = path;
+    /// `fstatat64`.
+    fn fstatat64(dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int = fstatat64, path = path;
+    /// `statx`.
+    fn statx(dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut c_void) -> c_int = statx, path = path;
+    /// `__xstat`.
+    fn __xstat(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int = xstat, path = path;
+    /// `__xstat64`.
+    fn __xstat64(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int = xstat64, path = path;
+    /// `__lxstat`.
+    fn __lxstat(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int = lxstat, path = path;
+    /// `__lxstat64`.
+    fn __lxstat64(ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int = lxstat64, path = path;
+    /// `__fxstatat`.
+    fn __fxstatat(ver: c_int, dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int = fxstatat, path = path;
+    /// `__fxstatat64`.
+    fn __fxstatat64(ver: c_int, dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int = fxstatat64, path = path;
+    /// `access`.
+    fn access(path: *const c_char, mode: c_int) -> c_int = access, path = path;
+    /// `euidaccess`.
+    fn euidaccess(path: *const c_char, mode: c_int) -> c_int = euidaccess, path = path;
+    /// `eaccess`.
+    fn eaccess(path: *const c_char, mode: c_int) -> c_int = eaccess, path = path;
+    /// `faccessat`.
+    fn faccessat(dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> c_int = faccessat, path = path;
+    /// `readlink`.
+    fn readlink(path: *const c_char, buf: *mut c_char, len: size_t) -> ssize_t = readlink, path = path;
+    /// `readlinkat`.
+    fn readlinkat(dirfd: c_int, path: *const c_char, buf: *mut c_char, len: size_t) -> ssize_t = readlinkat, path = path;
+    /// Fortified `readlink`.
+    fn __readlink_chk(path: *const c_char, buf: *mut c_char, len: size_t, buflen: size_t) -> ssize_t = readlink_chk, path = path;
+    /// Fortified `readlinkat`.
+    fn __readlinkat_chk(dirfd: c_int, path: *const c_char, buf: *mut c_char, len: size_t, buflen: size_t) -> ssize_t = readlinkat_chk, path = path;
+    /// `opendir`.
+    fn opendir(path: *const c_char) -> *mut libc::DIR = opendir, path = path;
 }

@@ -94,5 +94,6 @@ mod path;
 mod process;
 mod real;
 mod safecopy;
+mod sysfs;
 mod table;
 mod trace;

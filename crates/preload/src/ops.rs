@@ -6,7 +6,9 @@ use crate::machine;
 use crate::path::Ours;
 use crate::process;
 use crate::real::{self, OpenKind};
-use crate::table::{self, Desc};
+use crate::safecopy;
+use crate::sysfs::{self, Attr};
+use crate::table::{self, Desc, Kind};
 use crate::trace::{self, Dirfd, OpenFlags, Ret};
 use softiommu::abi::{self, Env, File, Trace};
 use softiommu::iommufd::Iommufd;
@@ -33,14 +35,14 @@ impl Env for PreloadEnv {
             key,
             readable: true,
             writable: true,
-            file: Arc::new(file),
+            kind: Kind::Core(Arc::new(file)),
         });
         table::write().insert(fd, desc);
         Ok(fd)
     }
 
     fn file(&self, fd: i32) -> Option<Arc<File>> {
-        table::lookup(fd).map(|d| d.file.clone())
+        table::lookup(fd).and_then(|d| d.core().cloned())
     }
 
     fn is_open(&self, fd: i32) -> bool {
@@ -152,7 +154,60 @@ fn open_inner(flags: i32, ours: Ours) -> Result<i32, Errno> {
         key,
         readable: access == libc::O_RDONLY || access == libc::O_RDWR,
         writable: access == libc::O_WRONLY || access == libc::O_RDWR,
-        file: Arc::new(file),
+        kind: Kind::Core(Arc::new(file)),
+    });
+    table::write().insert(fd, desc);
+    Ok(fd)
+}
+
+/// Opens a writable sysfs attribute of ours (see `sysfs`): EACCES for a
+/// direction the attribute lacks, as kernfs answers.
+pub fn open_sysfs(
+    kind: OpenKind,
+    dirfd: i32,
+    path: &[u8],
+    flags: i32,
+    attr: Attr,
+) -> Result<i32, Errno> {
+    let _gate = table::gate();
+    let r = open_sysfs_inner(flags, attr);
+    if trace::enabled() {
+        let path = String::from_utf8_lossy(path);
+        let flags = OpenFlags(flags);
+        let r = Ret(&r);
+        if kind.has_dirfd() {
+            trace::line(format_args!(
+                "{}({}, {path:?}, {flags}) {r}",
+                kind.name(),
+                Dirfd(dirfd)
+            ));
+        } else {
+            trace::line(format_args!("{}({path:?}, {flags}) {r}", kind.name()));
+        }
+    }
+    r
+}
+
+fn open_sysfs_inner(flags: i32, attr: Attr) -> Result<i32, Errno> {
+    if flags & libc::O_DIRECTORY != 0 {
+        return Err(Errno::ENOTDIR);
+    }
+    if flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL {
+        return Err(Errno::EEXIST);
+    }
+    let access = flags & libc::O_ACCMODE;
+    let readable = access == libc::O_RDONLY || access == libc::O_RDWR;
+    let writable = access == libc::O_WRONLY || access == libc::O_RDWR;
+    if readable && !attr.readable() {
+        return Err(Errno::EACCES);
+    }
+    table::init();
+    let (fd, key) = real::backing_fd(c"softiommu:sysfs", flags & libc::O_CLOEXEC != 0)?;
+    let desc = Arc::new(Desc {
+        key,
+        readable,
+        writable,
+        kind: Kind::Sysfs(attr),
     });
     table::write().insert(fd, desc);
     Ok(fd)
@@ -163,11 +218,15 @@ pub fn ioctl(fd: i32, desc: &Desc, request: u64, arg: u64) -> Result<i32, Errno>
     let _gate = table::gate();
     // The kernel takes the command as an unsigned int.
     let cmd = request as u32;
+    let Some(file) = desc.core() else {
+        // sysfs attributes have no ioctls.
+        return Err(Errno::ENOTTY);
+    };
     if !trace::enabled() {
-        return abi::ioctl(&PreloadEnv, &desc.file, cmd, arg, None);
+        return abi::ioctl(&PreloadEnv, file, cmd, arg, None);
     }
     let mut t = Trace::default();
-    let r = abi::ioctl(&PreloadEnv, &desc.file, cmd, arg, Some(&mut t));
+    let r = abi::ioctl(&PreloadEnv, file, cmd, arg, Some(&mut t));
     let name = if t.name.is_empty() {
         format!("{cmd:#x}")
     } else {
@@ -284,18 +343,23 @@ pub fn read_write(
 ) -> Result<isize, Errno> {
     let _gate = table::gate();
     let open_for_it = if write { desc.writable } else { desc.readable };
-    let r = if !open_for_it {
-        Err(Errno::EBADF)
-    } else if matches!(*desc.file, File::VfioDevice(..)) {
-        // The backing memfd keeps the file position.
-        let pos = real::lseek(fd, 0, libc::SEEK_CUR)?;
-        let n = region_rw(desc, write, buf, count, pos)?;
-        real::lseek(fd, pos + n as u64, libc::SEEK_SET)?;
-        Ok(n as isize)
-    } else if write {
-        abi::write(&desc.file, buf, count).map(|n| n as isize)
-    } else {
-        abi::read(&desc.file, buf, count).map(|n| n as isize)
+    let r = match &desc.kind {
+        _ if !open_for_it => Err(Errno::EBADF),
+        Kind::Sysfs(attr) => {
+            // The backing memfd keeps the file position.
+            let pos = real::lseek(fd, 0, libc::SEEK_CUR)?;
+            let n = sysfs_rw(attr, write, buf, count, pos)?;
+            real::lseek(fd, pos + n as u64, libc::SEEK_SET)?;
+            Ok(n as isize)
+        }
+        Kind::Core(file) if matches!(**file, File::VfioDevice(..)) => {
+            let pos = real::lseek(fd, 0, libc::SEEK_CUR)?;
+            let n = region_rw(file, write, buf, count, pos)?;
+            real::lseek(fd, pos + n as u64, libc::SEEK_SET)?;
+            Ok(n as isize)
+        }
+        Kind::Core(file) if write => abi::write(file, buf, count).map(|n| n as isize),
+        Kind::Core(file) => abi::read(file, buf, count).map(|n| n as isize),
     };
     let name = if write { "write" } else { "read" };
     trace::line(format_args!(
@@ -305,12 +369,29 @@ pub fn read_write(
     r
 }
 
-fn region_rw(desc: &Desc, write: bool, buf: u64, count: usize, pos: u64) -> Result<usize, Errno> {
+fn region_rw(file: &File, write: bool, buf: u64, count: usize, pos: u64) -> Result<usize, Errno> {
     if write {
-        abi::pwrite(&desc.file, buf, count, pos)
+        abi::pwrite(file, buf, count, pos)
     } else {
-        abi::pread(&desc.file, buf, count, pos)
+        abi::pread(file, buf, count, pos)
     }
+}
+
+/// A read or write of a sysfs attribute at `pos`: a write is stored whole
+/// (sysfs hands the attribute the buffer, wherever the position is); a read
+/// shows the attribute's current text from `pos`.
+fn sysfs_rw(attr: &Attr, write: bool, buf: u64, count: usize, pos: u64) -> Result<usize, Errno> {
+    if write {
+        return sysfs::store(attr, buf, count);
+    }
+    let text = sysfs::show(attr)?;
+    let from = usize::try_from(pos).map_or(text.len(), |p| p.min(text.len()));
+    let part = &text[from..];
+    let n = part.len().min(count);
+    if n > 0 && !safecopy::write(buf as usize, &part[..n]) {
+        return Err(Errno::EFAULT);
+    }
+    Ok(n)
 }
 
 /// `pread`/`pwrite` on one of ours: EBADF when not open for that direction,
@@ -331,7 +412,11 @@ pub fn pread_write(
     } else if pos < 0 {
         Err(Errno::EINVAL)
     } else {
-        region_rw(desc, write, buf, count, pos as u64).map(|n| n as isize)
+        match &desc.kind {
+            Kind::Sysfs(attr) => sysfs_rw(attr, write, buf, count, pos as u64),
+            Kind::Core(file) => region_rw(file, write, buf, count, pos as u64),
+        }
+        .map(|n| n as isize)
     };
     if trace::enabled() {
         let name = if write { "pwrite" } else { "pread" };

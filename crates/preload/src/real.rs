@@ -564,3 +564,99 @@ pub fn pollable_fd(cloexec: bool) -> Result<(c_int, (u64, u64), Readiness), Errn
         }
     }
 }
+
+/// Defines pass-through wrappers for libc functions that take a path: each
+/// resolves its symbol once and calls it with the arguments unchanged.
+macro_rules! path_passthrough {
+    ($( $(#[$m:meta])* fn $name:ident = $sym:literal ($($arg:ident: $ty:ty),*) -> $ret:ty; )*) => {
+        $(
+            $(#[$m])*
+            ///
+            /// # Safety
+            /// The arguments are the program's (or a path of ours, a live
+            /// NUL-terminated string), handed to libc unchanged.
+            pub unsafe fn $name($($arg: $ty),*) -> $ret {
+                static SYM: Sym = Sym::new($sym);
+                type F = unsafe extern "C" fn($($ty),*) -> $ret;
+                // SAFETY: resolved under the name whose C signature `F`
+                // spells; libc and the kernel check the arguments.
+                unsafe { lookup::<F>(&SYM).map_or_else(missing, |f| f($($arg),*)) }
+            }
+        )*
+    };
+}
+
+path_passthrough! {
+    /// `stat`.
+    fn stat = c"stat" (path: *const c_char, buf: *mut c_void) -> c_int;
+    /// `stat64`.
+    fn stat64 = c"stat64" (path: *const c_char, buf: *mut c_void) -> c_int;
+    /// `lstat`.
+    fn lstat = c"lstat" (path: *const c_char, buf: *mut c_void) -> c_int;
+    /// `lstat64`.
+    fn lstat64 = c"lstat64" (path: *const c_char, buf: *mut c_void) -> c_int;
+    /// `fstatat`.
+    fn fstatat = c"fstatat" (dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;
+    /// `fstatat64`.
+    fn fstatat64 = c"fstatat64" (dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;
+    /// `statx`.
+    fn statx = c"statx" (dirfd: c_int, path: *const c_char, flags: c_int, mask: c_uint, buf: *mut c_void) -> c_int;
+    /// `__xstat` (binaries built against glibc before 2.33).
+    fn xstat = c"__xstat" (ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
+    /// `__xstat64`.
+    fn xstat64 = c"__xstat64" (ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
+    /// `__lxstat`.
+    fn lxstat = c"__lxstat" (ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
+    /// `__lxstat64`.
+    fn lxstat64 = c"__lxstat64" (ver: c_int, path: *const c_char, buf: *mut c_void) -> c_int;
+    /// `__fxstatat`.
+    fn fxstatat = c"__fxstatat" (ver: c_int, dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;
+    /// `__fxstatat64`.
+    fn fxstatat64 = c"__fxstatat64" (ver: c_int, dirfd: c_int, path: *const c_char, buf: *mut c_void, flags: c_int) -> c_int;
+    /// `access`.
+    fn access = c"access" (path: *const c_char, mode: c_int) -> c_int;
+    /// `euidaccess`.
+    fn euidaccess = c"euidaccess" (path: *const c_char, mode: c_int) -> c_int;
+    /// `eaccess`.
+    fn eaccess = c"eaccess" (path: *const c_char, mode: c_int) -> c_int;
+    /// `faccessat`.
+    fn faccessat = c"faccessat" (dirfd: c_int, path: *const c_char, mode: c_int, flags: c_int) -> c_int;
+    /// `readlink`.
+    fn readlink = c"readlink" (path: *const c_char, buf: *mut c_char, len: size_t) -> ssize_t;
+    /// `readlinkat`.
+    fn readlinkat = c"readlinkat" (dirfd: c_int, path: *const c_char, buf: *mut c_char, len: size_t) -> ssize_t;
+    /// Fortified `readlink`.
+    fn readlink_chk = c"__readlink_chk" (path: *const c_char, buf: *mut c_char, len: size_t, buflen: size_t) -> ssize_t;
+    /// Fortified `readlinkat`.
+    fn readlinkat_chk = c"__readlinkat_chk" (dirfd: c_int, path: *const c_char, buf: *mut c_char, len: size_t, buflen: size_t) -> ssize_t;
+}
+
+/// The program's `opendir`, passed through.
+///
+/// # Safety
+/// `path` is the program's (or a live NUL-terminated path of ours).
+pub unsafe fn opendir(path: *const c_char) -> *mut libc::DIR {
+    static OPENDIR: Sym = Sym::new(c"opendir");
+    type F = unsafe extern "C" fn(*const c_char) -> *mut libc::DIR;
+    match lookup::<F>(&OPENDIR) {
+        // SAFETY: resolved as `opendir`'s signature; libc checks the path.
+        Some(f) => unsafe { f(path) },
+        None => {
+            set_errno(libc::ENOSYS);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// The calling process's id.
+pub fn getpid() -> c_int {
+    // SAFETY: getpid takes nothing and is not interposed.
+    unsafe { libc::getpid() }
+}
+
+/// Registers `f` to run at `exit`.
+pub fn atexit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function of this library, which is never
+    // unloaded (LD_PRELOAD).
+    unsafe { libc::atexit(f) };
+}

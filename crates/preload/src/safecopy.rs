@@ -37,6 +37,15 @@ pub fn read(src: usize, buf: &mut [u8]) -> bool {
     unsafe { softiommu_safe_copy(buf.as_mut_ptr(), src as *const u8, buf.len()) == 0 }
 }
 
+/// Copies `buf` to `dst` in our own memory; false where it is not all
+/// writable.
+pub fn write(dst: usize, buf: &[u8]) -> bool {
+    // SAFETY: `buf` is a readable slice of exactly `buf.len()` bytes; the
+    // destination may be anything, the copy reports a fault instead of taking
+    // it.
+    unsafe { softiommu_safe_copy(dst as *mut u8, buf.as_ptr(), buf.len()) == 0 }
+}
+
 /// Copies the NUL-terminated string at `ptr` (at most `PATH_MAX` bytes, NUL
 /// excluded) without trusting the pointer: `None` where it is not readable or
 /// too long. Reads up to each page end, so a string that ends just before an

@@ -13,6 +13,7 @@
 //! one atomic load per interposed call.
 
 use crate::real;
+use crate::sysfs::Attr;
 use softiommu::abi::File;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,8 +28,27 @@ pub struct Desc {
     pub readable: bool,
     /// Opened for writing (`FMODE_WRITE`).
     pub writable: bool,
-    /// The file; dropped with the last fd of the description.
-    pub file: Arc<File>,
+    /// What was opened; dropped with the last fd of the description.
+    pub kind: Kind,
+}
+
+/// What one of our descriptions is.
+#[derive(Debug)]
+pub enum Kind {
+    /// A file of the core: iommufd, access, fault queue, VFIO device.
+    Core(Arc<File>),
+    /// A writable sysfs attribute (`crate::sysfs`).
+    Sysfs(Attr),
+}
+
+impl Desc {
+    /// The core's file, unless this is a sysfs attribute.
+    pub fn core(&self) -> Option<&Arc<File>> {
+        match &self.kind {
+            Kind::Core(f) => Some(f),
+            Kind::Sysfs(_) => None,
+        }
+    }
 }
 
 /// The fd-indexed slots.
