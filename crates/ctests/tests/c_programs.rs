@@ -243,3 +243,8 @@ fn close_frees() {
 fn munmap_pinned() {
     run_c("munmap_pinned");
 }
+
+#[test]
+fn sysfs() {
+    run_c("sysfs");
+}
