@@ -12,6 +12,7 @@
 #include <libgen.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <linux/vfio.h>
 
 #define DEV(bdf, attr) "/sys/bus/pci/devices/" bdf "/" attr
@@ -153,6 +154,7 @@ int main(void)
 {
 	struct stat st;
 	char buf[64];
+	pid_t child = 0;
 
 	/* ---- reading ---- */
 	CHECK_STR("4", link_base(DEV("0000:01:00.0", "iommu_group")));
@@ -241,6 +243,26 @@ int main(void)
 	CHECK_OK(close(vfio));
 	CHECK_OK(close(iommufd));
 
+	/* A forked child has its own copy of the machine and its own tree; its
+	 * exit leaves the parent's alone. */
+	{
+		pid_t pid = fork();
+		int status = -1;
+
+		if (pid == 0) {
+			int ok = put(DRV("vfio-pci", "unbind"), "0000:02:00.0") == 12 &&
+				 access(DEV("0000:02:00.0", "vfio-dev"), F_OK) == -1 &&
+				 !strcmp(list(DEV("0000:01:00.0", "vfio-dev")), "vfio0");
+			_exit(ok ? 0 : 1);
+		}
+		REQUIRE(pid > 0);
+		CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+		      WEXITSTATUS(status) == 0);
+		CHECK_STR("vfio1", list(DEV("0000:02:00.0", "vfio-dev")));
+		CHECK_STR("0x1234\n", slurp(DEV("0000:02:00.0", "vendor")));
+		child = pid;
+	}
+
 	/* Unbinding from vfio-pci takes vfio-dev away; binding brings it back. */
 	CHECK_EQ(12, put(DRV("vfio-pci", "unbind"), "0000:01:00.0"));
 	CHECK_ERRNO(ENOENT, access(DEV("0000:01:00.0", "vfio-dev"), F_OK));
@@ -259,6 +281,15 @@ int main(void)
 	CHECK_ERRNO(EFAULT, stat((const char *)8, &st));
 	CHECK_ERRNO(EFAULT, readlink((const char *)8, buf, sizeof(buf)));
 	CHECK_ERRNO(EFAULT, access((const char *)8, F_OK));
+
+	/* The child left by _exit; the parent's next rebuild removed its tree. */
+	{
+		const char *tmp = getenv("TMPDIR");
+		char path[4096];
+
+		snprintf(path, sizeof(path), "%s/softiommu-sysfs-%d", tmp && *tmp ? tmp : "/tmp", (int)child);
+		CHECK_ERRNO(ENOENT, access(path, F_OK));
+	}
 
 	printf("all checks passed\n");
 	return finish();

@@ -72,6 +72,18 @@
 //! fork see a difference. The kernel's selftests only use the child's copy to
 //! test that the parent's pins survive.
 //!
+//! # sysfs
+//!
+//! The sysfs lookups VFIO clients make about our machine's functions
+//! (`<dev>/iommu_group`, `<dev>/vfio-dev/`, `vendor`, `driver`,
+//! `iommu_groups/N/devices/`, and writes to `drivers/<drv>/bind`, `unbind`
+//! and `<dev>/driver_override`) are answered by `sysfs.rs`: read-only sysfs
+//! is a real tree in a private temporary directory, to which `open*`,
+//! `opendir`, `stat`/`lstat`/`fstatat`/`statx` (and the `__xstat` family),
+//! `access`/`faccessat`/`euidaccess` and `readlink`/`readlinkat` on those
+//! absolute paths are redirected; the three writable attributes are our
+//! descriptors whose writes reach the host. Any other path is libc's.
+//!
 //! # Tracing
 //!
 //! With `SOFTIOMMU_TRACE=stderr` (or a file path) every call on our fds and every

@@ -654,6 +654,12 @@ pub fn getpid() -> c_int {
     unsafe { libc::getpid() }
 }
 
+/// Whether a process `pid` exists (one we may not signal exists too).
+pub fn process_exists(pid: c_int) -> bool {
+    // SAFETY: signal 0 only checks the target; kill is not interposed.
+    unsafe { libc::kill(pid, 0) == 0 || errno() != libc::ESRCH }
+}
+
 /// Registers `f` to run at `exit`.
 pub fn atexit(f: extern "C" fn()) {
     // SAFETY: `f` is a plain function of this library, which is never

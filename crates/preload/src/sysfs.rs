@@ -58,8 +58,10 @@
 //! `/sys/bus/pci/drivers/<drv>/{bind,unbind,<BDF>[/...]}` where `<drv>` is a
 //! driver name the machine has used. Everything else — `/sys/bus/pci/devices`
 //! itself, other BDFs, `/sys/kernel/mm` — goes to libc untouched. A path that
-//! does not start with `/sys/` costs a byte comparison after the copy of the
-//! path; one of those shapes loads the machine (once) and takes one lock. A
+//! does not start with `/` costs one guarded byte read, one that does a copy
+//! of the path and a comparison, never a system call. One of those shapes
+//! loads the machine and builds the tree the first time (a few dozen system
+//! calls, once), then costs a lock and a lookup. A
 //! real device with the same BDF as one of ours is hidden behind ours. A
 //! driver directory (`drivers/vfio-pci/`) is the host's; only its `bind`,
 //! `unbind` and links to our functions are ours, and a BDF written there that
@@ -69,11 +71,15 @@
 //! # Lifetime
 //!
 //! The tree is built on first use and removed at `exit` (an `atexit`
-//! handler) by the process that built it. A child of `fork` builds its own
-//! under its own pid at its first use (its machine is a copy). A process that
-//! `exec`s or dies by a signal leaves its tree behind; the next process with
-//! the same pid replaces it. A thread that lists a directory while another
-//! thread's write rebuilds the tree may see it half built.
+//! handler) by the process that built it. A child of `fork` (counted by a
+//! `pthread_atfork` handler, so no lookup asks for the pid) builds its own
+//! under its own pid at its first use (its machine is a copy). Lookups hold
+//! the fd table's gate, so `fork` never copies the tree's lock held. A
+//! process that leaves by `_exit` or `exec`, or dies by a signal, leaves its
+//! tree behind; the next tree built (by any process) removes the trees of
+//! pids that no longer exist, and a process with the same pid replaces it. A
+//! thread that lists a directory while another thread's write rebuilds the
+//! tree may see it half built.
 //!
 //! # Not covered
 //!
@@ -85,6 +91,7 @@
 use crate::machine;
 use crate::real;
 use crate::safecopy;
+use crate::table;
 use softiommu::machine::host::HostDevice;
 use softiommu::machine::{Bdf, Driver, Machine};
 use softiommu::uapi::Errno;
@@ -94,6 +101,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// The character major reported for `/dev/vfio/devices/vfioN` (see the
@@ -275,6 +283,9 @@ enum Resolved {
 
 /// The built tree of this process.
 struct State {
+    /// The [`FORKS`] count it was built under: a child of `fork` sees a
+    /// larger one and builds its own tree.
+    forks: u64,
     pid: i32,
     root: PathBuf,
     snap: Snapshot,
@@ -285,6 +296,16 @@ struct State {
 
 /// The tree, once built; see the module documentation.
 static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+/// Forks this process image has been the child of (see [`State::forks`]);
+/// counting them spares a `getpid` system call per lookup.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn fork_nothing() {}
+
+extern "C" fn fork_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
 
 fn state() -> MutexGuard<'static, Option<State>> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
@@ -300,11 +321,13 @@ pub fn lookup(path: &[u8], open: bool) -> Option<Target> {
     }
     let parsed = parse(path)?;
     let vfio = machine::vfio().ok()?;
+    // Held so that no fork copies STATE's lock held (see `table`).
+    let _gate = table::gate();
     let mut st = state();
-    let pid = real::getpid();
-    if st.as_ref().is_none_or(|s| s.pid != pid) {
-        *st = Some(build_state(&vfio, pid, BTreeSet::new()).ok()?);
-        register_exit();
+    let forks = FORKS.load(Ordering::Relaxed);
+    if st.as_ref().is_none_or(|s| s.forks != forks) {
+        register_handlers();
+        *st = Some(build_state(&vfio, BTreeSet::new()).ok()?);
     }
     let s = st.as_ref()?;
     match resolve(&parsed, &s.snap, open)? {
@@ -317,15 +340,51 @@ pub fn lookup(path: &[u8], open: bool) -> Option<Target> {
     }
 }
 
-/// The root of this process's tree.
-fn root_for(pid: i32) -> PathBuf {
-    std::env::temp_dir().join(format!("softiommu-sysfs-{pid}"))
+/// `$TMPDIR`, or `/tmp` where it is unset or not absolute (an empty one
+/// would put the tree in the working directory).
+fn tmp_dir() -> PathBuf {
+    let dir = std::env::temp_dir();
+    if dir.is_absolute() {
+        dir
+    } else {
+        PathBuf::from("/tmp")
+    }
 }
 
-fn build_state(vfio: &Vfio, pid: i32, mut drivers: BTreeSet<String>) -> io::Result<State> {
+/// The root of process `pid`'s tree.
+fn root_for(pid: i32) -> PathBuf {
+    tmp_dir().join(format!("softiommu-sysfs-{pid}"))
+}
+
+/// Removes the trees of processes that are gone without removing theirs
+/// (`_exit`, `exec`, a signal): `softiommu-sysfs-<pid>` where no process
+/// `<pid>` exists. A tree whose pid was reused stays until that process goes.
+fn sweep(pid: i32) {
+    let Ok(entries) = std::fs::read_dir(tmp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(other) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("softiommu-sysfs-"))
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if other != pid && other > 0 && !real::process_exists(other) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn build_state(vfio: &Vfio, mut drivers: BTreeSet<String>) -> io::Result<State> {
+    let pid = real::getpid();
+    sweep(pid);
     let root = root_for(pid);
     let snap = build(vfio, &root, &mut drivers)?;
     Ok(State {
+        forks: FORKS.load(Ordering::Relaxed),
         pid,
         root,
         snap,
@@ -333,15 +392,17 @@ fn build_state(vfio: &Vfio, pid: i32, mut drivers: BTreeSet<String>) -> io::Resu
     })
 }
 
-/// Rebuilds the tree after the host changed (a successful write).
+/// Rebuilds the tree after the host changed (a successful write; the caller
+/// holds the table's gate).
 fn rebuild(vfio: &Vfio) {
     let mut st = state();
-    let pid = real::getpid();
+    let forks = FORKS.load(Ordering::Relaxed);
     let drivers = match st.take() {
-        Some(s) if s.pid == pid => s.drivers,
+        Some(s) if s.forks == forks => s.drivers,
         _ => BTreeSet::new(),
     };
-    *st = build_state(vfio, pid, drivers).ok();
+    register_handlers();
+    *st = build_state(vfio, drivers).ok();
 }
 
 /// Removes this process's tree at exit.
@@ -354,11 +415,16 @@ extern "C" fn remove_at_exit() {
     }
 }
 
-fn register_exit() {
+fn register_handlers() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    // A forked child inherits the registration; the handler only removes the
-    // tree of the process it runs in.
-    ONCE.call_once(|| real::atexit(remove_at_exit));
+    // A forked child inherits the registrations; the exit handler only
+    // removes the tree of the process it runs in. The table's fork handlers
+    // (which take the gate) come with its first descriptor.
+    ONCE.call_once(|| {
+        real::atexit(remove_at_exit);
+        real::atfork(fork_nothing, fork_nothing, fork_child);
+        table::init();
+    });
 }
 
 /// Vendor, device and class of a function.
