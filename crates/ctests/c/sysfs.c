@@ -195,6 +195,27 @@ int main(void)
 	CHECK_ERRNO(ENOENT, open(DEV("0000:01:00.0", "nonexistent"), O_WRONLY));
 	CHECK_ERRNO(EACCES, open(DRV("vfio-pci", "bind"), O_RDONLY));
 	CHECK_ERRNO(ENOTDIR, open(DRV("vfio-pci", "bind"), O_WRONLY | O_DIRECTORY));
+	CHECK_ERRNO(EACCES, open(DEV("0000:01:00.0", "new"), O_RDONLY | O_CREAT, 0644));
+	CHECK_ERRNO(EEXIST, open(DEV("0000:01:00.0", "vendor"), O_RDONLY | O_CREAT | O_EXCL, 0644));
+	{
+		int fd = open(DEV("0000:01:00.0", "vendor"), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+		int pfd = open(DRV("vfio-pci", "bind"), O_PATH | O_CLOEXEC);
+
+		CHECK(fd >= 0 && read(fd, buf, sizeof(buf)) == 7);
+		CHECK(pfd >= 0 && fstat(pfd, &st) == 0 && S_ISREG(st.st_mode));
+		close(fd);
+		close(pfd);
+	}
+	{
+		static char big[4097];
+		int fd = open(DRV("vfio-pci", "bind"), O_WRONLY | O_CLOEXEC);
+
+		memset(big, ' ', sizeof(big));
+		CHECK_ERRNO(E2BIG, write(fd, big, sizeof(big)));
+		CHECK_ERRNO(EFAULT, write(fd, (void *)8, 12));
+		CHECK_ERRNO(ENOTTY, ioctl(fd, 0));
+		close(fd);
+	}
 
 	/* ---- writing: unbind, driver_override, bind ---- */
 	CHECK_EQ(13, put(DRV("snd_hda_intel", "unbind"), "0000:03:00.1\n"));

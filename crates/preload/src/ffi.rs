@@ -110,8 +110,8 @@ fn classify(
 
 /// Where a call on `path` goes when it names one of our sysfs paths (see
 /// `sysfs`): `None` for libc. Reads the path without trusting the pointer;
-/// keeps the program's errno. A path that does not start with `/` costs one
-/// guarded byte read.
+/// keeps the program's errno. A path that starts neither `/sys/` nor `//`
+/// costs at most five guarded byte reads.
 fn sysfs_target(path: *const c_char, open: bool) -> Option<Target> {
     if path.is_null() || reentered() {
         return None;
@@ -119,9 +119,17 @@ fn sysfs_target(path: *const c_char, open: bool) -> Option<Target> {
     let saved = real::errno();
     let _busy = Busy::enter();
     let r = catch_unwind(|| {
-        let mut first = [0u8; 1];
-        if !safecopy::read(path as usize, &mut first) || first[0] != b'/' {
-            return None;
+        // Byte by byte: a short path may end just before an unmapped page.
+        for (i, want) in b"/sys/".iter().enumerate() {
+            let mut b = [0u8; 1];
+            if !safecopy::read(path as usize + i, &mut b)
+                || (b[0] != *want && !(i == 1 && b[0] == b'/'))
+            {
+                return None;
+            }
+            if i == 1 && b[0] == b'/' {
+                break;
+            }
         }
         sysfs::lookup(&safecopy::read_cstr(path)?, open)
     })
@@ -156,8 +164,12 @@ fn open_sysfs(
             ops::open_sysfs(kind, dirfd, &bytes, flags, attr)
         }),
         Target::Tree(tree) => {
+            let path_only = flags & libc::O_PATH != 0;
             let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-            if writes {
+            let mut flags = flags;
+            if !path_only && (writes || flags & libc::O_CREAT != 0) {
+                // The tree is ours to keep unchanged: sysfs creates nothing
+                // and refuses writers of read-only attributes.
                 // SAFETY: `tree` is a live NUL-terminated path; O_PATH opens
                 // nothing for reading or writing.
                 let probe = unsafe {
@@ -170,11 +182,18 @@ fn open_sysfs(
                     )
                 };
                 if probe < 0 {
+                    if real::errno() == libc::ENOENT && flags & libc::O_CREAT != 0 {
+                        real::set_errno(libc::EACCES);
+                    }
                     return -1;
                 }
                 real::close(probe);
-                real::set_errno(libc::EACCES);
-                return -1;
+                let excl = flags & libc::O_EXCL != 0;
+                if writes || excl {
+                    real::set_errno(if excl { libc::EEXIST } else { libc::EACCES });
+                    return -1;
+                }
+                flags &= !libc::O_CREAT;
             }
             // SAFETY: the program's flags and mode, with a live path of ours
             // in place of its path (absolute, so the dirfd is unused).
@@ -200,7 +219,7 @@ pub unsafe extern "C" fn softiommu_openat(
         if let Some((bytes, ours)) = classify(kind, dirfd, path, flags) {
             return run(-1, || ops::open(kind, dirfd, &bytes, flags, ours));
         }
-        if let Some(target) = sysfs_target(path, true) {
+        if let Some(target) = sysfs_target(path, flags & libc::O_PATH == 0) {
             return open_sysfs(kind, dirfd, path, flags, mode, target);
         }
     }

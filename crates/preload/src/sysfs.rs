@@ -108,7 +108,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// module documentation).
 pub const VFIO_CDEV_MAJOR: u32 = 511;
 
-/// The most a sysfs write passes to the attribute (the kernel's PAGE_SIZE).
+/// The most one sysfs write may carry (the kernel's PAGE_SIZE).
 const PAGE_SIZE: usize = 4096;
 
 /// A writable attribute of ours, behind one of our descriptors.
@@ -565,7 +565,11 @@ pub fn show(attr: &Attr) -> Result<Vec<u8>, Errno> {
 /// A write of `count` bytes at `buf` (the program's memory) to `attr`: the
 /// count, or the host's errno.
 pub fn store(attr: &Attr, buf: u64, count: usize) -> Result<usize, Errno> {
-    let n = count.min(PAGE_SIZE);
+    if count > PAGE_SIZE {
+        // sysfs takes a write whole or not at all.
+        return Err(Errno::E2BIG);
+    }
+    let n = count;
     let mut bytes = vec![0u8; n];
     if n > 0 && !safecopy::read(buf as usize, &mut bytes) {
         return Err(Errno::EFAULT);
