@@ -284,6 +284,38 @@ int main(void)
 		child = pid;
 	}
 
+	/* stdio: fopen reads the tree; a writable attribute's stream flushes
+	 * into the host, its errno showing at fclose. */
+	{
+		char line[64] = "";
+		FILE *f = fopen(DEV("0000:02:00.0", "device"), "r");
+
+		CHECK(f && fgets(line, sizeof(line), f) && !strcmp(line, "0x5d11\n"));
+		if (f)
+			fclose(f);
+		CHECK(fopen(DEV("0000:02:00.0", "device"), "w") == NULL && errno == EACCES);
+		CHECK(fopen(DRV("vfio-pci", "unbind"), "r") == NULL && errno == EACCES);
+		f = fopen(DEV("0000:02:00.0", "driver_override"), "r");
+		CHECK(f && fgets(line, sizeof(line), f) && !strcmp(line, "(null)\n"));
+		if (f)
+			fclose(f);
+		f = fopen(DRV("vfio-pci", "unbind"), "w");
+		REQUIRE(f != NULL);
+		CHECK(fputs("0000:02:00.0\n", f) >= 0);
+		CHECK_OK(fclose(f));
+		CHECK_ERRNO(ENOENT, access(DEV("0000:02:00.0", "vfio-dev"), F_OK));
+		f = fopen(DRV("vfio-pci", "unbind"), "w");
+		REQUIRE(f != NULL);
+		fputs("0000:02:00.0\n", f);
+		errno = 0;
+		CHECK(fclose(f) == EOF && errno == ENODEV);
+		f = fopen(DRV("vfio-pci", "bind"), "w");
+		REQUIRE(f != NULL);
+		fprintf(f, "%s", "0000:02:00.0");
+		CHECK_OK(fclose(f));
+		CHECK_STR("vfio1", list(DEV("0000:02:00.0", "vfio-dev")));
+	}
+
 	/* Unbinding from vfio-pci takes vfio-dev away; binding brings it back. */
 	CHECK_EQ(12, put(DRV("vfio-pci", "unbind"), "0000:01:00.0"));
 	CHECK_ERRNO(ENOENT, access(DEV("0000:01:00.0", "vfio-dev"), F_OK));

@@ -676,3 +676,127 @@ sysfs_path_calls! {
     /// `opendir`.
     fn opendir(path: *const c_char) -> *mut libc::DIR = opendir, path = path;
 }
+
+/// One `fopen` of a writable sysfs attribute: a stdio stream whose flushes
+/// are sysfs writes (stdio inside libc writes with its own system calls,
+/// which we would not see on a descriptor).
+struct AttrStream {
+    attr: sysfs::Attr,
+    readable: bool,
+    writable: bool,
+    pos: usize,
+}
+
+unsafe extern "C" fn attr_stream_read(
+    cookie: *mut c_void,
+    buf: *mut c_char,
+    len: size_t,
+) -> ssize_t {
+    // SAFETY: stdio hands back the cookie fopen_common made, alive until close.
+    let s = unsafe { &mut *cookie.cast::<AttrStream>() };
+    run(-1, || {
+        if !s.readable {
+            return Err(Errno::EBADF);
+        }
+        let text = sysfs::show(&s.attr)?;
+        let part = text.get(s.pos..).unwrap_or_default();
+        let n = part.len().min(len);
+        if n > 0 && !safecopy::write(buf as usize, &part[..n]) {
+            return Err(Errno::EFAULT);
+        }
+        s.pos += n;
+        Ok(n as ssize_t)
+    })
+}
+
+unsafe extern "C" fn attr_stream_write(
+    cookie: *mut c_void,
+    buf: *const c_char,
+    len: size_t,
+) -> ssize_t {
+    // SAFETY: as in attr_stream_read.
+    let s = unsafe { &mut *cookie.cast::<AttrStream>() };
+    run(-1, || {
+        if !s.writable {
+            return Err(Errno::EBADF);
+        }
+        let _gate = table::gate();
+        sysfs::store(&s.attr, buf as u64, len).map(|n| n as ssize_t)
+    })
+}
+
+unsafe extern "C" fn attr_stream_close(cookie: *mut c_void) -> c_int {
+    // SAFETY: the Box fopen_common leaked into the cookie; stdio closes once.
+    drop(unsafe { Box::from_raw(cookie.cast::<AttrStream>()) });
+    0
+}
+
+fn fopen_common(path: *const c_char, mode: *const c_char, is64: bool) -> *mut libc::FILE {
+    let mode_bytes = if mode.is_null() || reentered() {
+        None
+    } else {
+        let _busy = Busy::enter();
+        catch_unwind(|| safecopy::read_cstr(mode)).unwrap_or(None)
+    };
+    if let Some(m) = mode_bytes {
+        let writes = m.iter().any(|b| matches!(b, b'w' | b'a' | b'+'));
+        let reads = m.first() == Some(&b'r') || m.contains(&b'+');
+        match sysfs_target(path, true) {
+            Some(Target::Attr(attr)) => {
+                if reads && !attr.readable() {
+                    real::set_errno(libc::EACCES);
+                    return std::ptr::null_mut();
+                }
+                let cookie = Box::into_raw(Box::new(AttrStream {
+                    attr,
+                    readable: reads,
+                    writable: writes,
+                    pos: 0,
+                }));
+                let io = real::CookieIo {
+                    read: Some(attr_stream_read),
+                    write: Some(attr_stream_write),
+                    seek: None,
+                    close: Some(attr_stream_close),
+                };
+                // SAFETY: `mode` was read above; the cookie is a live
+                // AttrStream that attr_stream_close frees.
+                let f = unsafe { real::fopencookie(cookie.cast(), mode, io) };
+                if f.is_null() {
+                    // SAFETY: not handed to stdio: ours to free.
+                    drop(unsafe { Box::from_raw(cookie) });
+                }
+                return f;
+            }
+            Some(Target::Tree(_)) if writes => {
+                // sysfs refuses writers of read-only attributes.
+                real::set_errno(libc::EACCES);
+                return std::ptr::null_mut();
+            }
+            // SAFETY: a live path of ours in place of the program's.
+            Some(Target::Tree(tree)) => return unsafe { real::fopen(tree.as_ptr(), mode, is64) },
+            None => {}
+        }
+    }
+    // SAFETY: the program's own arguments, passed to the function it called.
+    unsafe { real::fopen(path, mode, is64) }
+}
+
+/// `fopen`: a sysfs path of ours reads its file in our tree, or (a writable
+/// attribute) is a stream whose writes reach the host.
+///
+/// # Safety
+/// libc's contract for `fopen`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fopen(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    fopen_common(path, mode, false)
+}
+
+/// `fopen64`: as [`fopen`].
+///
+/// # Safety
+/// libc's contract for `fopen64`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fopen64(path: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    fopen_common(path, mode, true)
+}

@@ -80,9 +80,10 @@
 //! and `<dev>/driver_override`) are answered by `sysfs.rs`: read-only sysfs
 //! is a real tree in a private temporary directory, to which `open*`,
 //! `opendir`, `stat`/`lstat`/`fstatat`/`statx` (and the `__xstat` family),
-//! `access`/`faccessat`/`euidaccess` and `readlink`/`readlinkat` on those
-//! absolute paths are redirected; the three writable attributes are our
-//! descriptors whose writes reach the host. Any other path is libc's.
+//! `access`/`faccessat`/`euidaccess`, `readlink`/`readlinkat` and `fopen` on
+//! those absolute paths are redirected; the three writable attributes are our
+//! descriptors whose writes reach the host (through `fopen`, a
+//! `fopencookie` stream). Any other path is libc's.
 //!
 //! # Tracing
 //!
@@ -93,7 +94,7 @@
 //! # What is not seen
 //!
 //! Calls that bypass the dynamic symbols: raw `syscall(SYS_ioctl, ...)`, libc's
-//! internal opens (`fopen`), descriptors received over `SCM_RIGHTS` or closed
+//! internal opens (`fopen` of anything but our sysfs paths), descriptors received over `SCM_RIGHTS` or closed
 //! with a raw `close` system call. A descriptor inherited across `exec` is only
 //! an empty memfd in the new program.
 #![deny(unsafe_code)]

@@ -666,3 +666,54 @@ pub fn atexit(f: extern "C" fn()) {
     // unloaded (LD_PRELOAD).
     unsafe { libc::atexit(f) };
 }
+
+/// glibc's `cookie_io_functions_t`: the callbacks of a `fopencookie` stream.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CookieIo {
+    /// Reads into the buffer; bytes read, 0 at end, -1 with errno.
+    pub read: Option<unsafe extern "C" fn(*mut c_void, *mut c_char, size_t) -> ssize_t>,
+    /// Writes the buffer; bytes taken, -1 with errno.
+    pub write: Option<unsafe extern "C" fn(*mut c_void, *const c_char, size_t) -> ssize_t>,
+    /// Seeks; none here (the stream is not seekable).
+    pub seek: Option<unsafe extern "C" fn(*mut c_void, *mut i64, c_int) -> c_int>,
+    /// Releases the cookie.
+    pub close: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+}
+
+extern "C" {
+    #[link_name = "fopencookie"]
+    fn libc_fopencookie(cookie: *mut c_void, mode: *const c_char, io: CookieIo) -> *mut libc::FILE;
+}
+
+/// A stdio stream over `io` with `cookie`; null with errno on failure.
+///
+/// # Safety
+/// `mode` is a live NUL-terminated string; `cookie` is what `io`'s callbacks
+/// expect, valid until `close` releases it.
+pub unsafe fn fopencookie(
+    cookie: *mut c_void,
+    mode: *const c_char,
+    io: CookieIo,
+) -> *mut libc::FILE {
+    // SAFETY: the caller's contract; fopencookie is not interposed.
+    unsafe { libc_fopencookie(cookie, mode, io) }
+}
+
+/// The program's `fopen` (`fopen64` when `is64`), passed through.
+///
+/// # Safety
+/// The arguments are the program's (or a live path of ours).
+pub unsafe fn fopen(path: *const c_char, mode: *const c_char, is64: bool) -> *mut libc::FILE {
+    static FOPEN: Sym = Sym::new(c"fopen");
+    static FOPEN64: Sym = Sym::new(c"fopen64");
+    type F = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
+    match lookup::<F>(if is64 { &FOPEN64 } else { &FOPEN }) {
+        // SAFETY: resolved as fopen's signature; libc checks the arguments.
+        Some(f) => unsafe { f(path, mode) },
+        None => {
+            set_errno(libc::ENOSYS);
+            std::ptr::null_mut()
+        }
+    }
+}

@@ -40,7 +40,10 @@
 //! a write parses the buffer and calls `Host::bind`, `unbind` or
 //! `driver_override`, returning the count or `-1` with the host's errno; a
 //! read (driver_override only) shows the current value. The tree has files
-//! of the same names and modes, so `stat` and `access` see them. After each
+//! of the same names and modes, so `stat` and `access` see them. `fopen`
+//! of an attribute is a `fopencookie` stream over the same calls (stdio
+//! writes with libc's internal system calls, which a descriptor of ours
+//! would not see); the host's errno shows at `fflush`/`fclose`. After each
 //! successful write the tree is rebuilt from the host (the `driver` links,
 //! `vfio-dev/`, `class/vfio-dev/` change).
 //!
@@ -84,8 +87,9 @@
 //! # Not covered
 //!
 //! Relative paths and paths relative to a directory fd that is not in the
-//! tree; libc's internal lookups (`realpath`, `nftw`, `scandir` through their
-//! own system calls); the other attributes of a PCI function (`config`,
+//! tree; libc's internal lookups (`realpath`, `nftw`, `scandir`, `freopen`
+//! through their own system calls); a listing of `/sys/bus/pci/devices/`
+//! (the host's, without our functions); the other attributes of a PCI function (`config`,
 //! `resource*`, `reset`, `remove`), `drivers_probe`, `new_id`.
 
 use crate::machine;
