@@ -673,6 +673,14 @@ sysfs_path_calls! {
     fn __readlink_chk(path: *const c_char, buf: *mut c_char, len: size_t, buflen: size_t) -> ssize_t = readlink_chk, path = path;
     /// Fortified `readlinkat`.
     fn __readlinkat_chk(dirfd: c_int, path: *const c_char, buf: *mut c_char, len: size_t, buflen: size_t) -> ssize_t = readlinkat_chk, path = path;
+    /// `getxattr` (`ls -l` asks for ACLs).
+    fn getxattr(path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t = getxattr, path = path;
+    /// `lgetxattr`.
+    fn lgetxattr(path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t = lgetxattr, path = path;
+    /// `listxattr`.
+    fn listxattr(path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t = listxattr, path = path;
+    /// `llistxattr`.
+    fn llistxattr(path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t = llistxattr, path = path;
     /// `opendir`.
     fn opendir(path: *const c_char) -> *mut libc::DIR = opendir, path = path;
 }

@@ -80,8 +80,8 @@
 //! and `<dev>/driver_override`) are answered by `sysfs.rs`: read-only sysfs
 //! is a real tree in a private temporary directory, to which `open*`,
 //! `opendir`, `stat`/`lstat`/`fstatat`/`statx` (and the `__xstat` family),
-//! `access`/`faccessat`/`euidaccess`, `readlink`/`readlinkat` and `fopen` on
-//! those absolute paths are redirected; the three writable attributes are our
+//! `access`/`faccessat`/`euidaccess`, `readlink`/`readlinkat`, the
+//! `getxattr`/`listxattr` family and `fopen` on those absolute paths are redirected; the three writable attributes are our
 //! descriptors whose writes reach the host (through `fopen`, a
 //! `fopencookie` stream). Any other path is libc's.
 //!

@@ -627,6 +627,14 @@ path_passthrough! {
     fn readlinkat = c"readlinkat" (dirfd: c_int, path: *const c_char, buf: *mut c_char, len: size_t) -> ssize_t;
     /// Fortified `readlink`.
     fn readlink_chk = c"__readlink_chk" (path: *const c_char, buf: *mut c_char, len: size_t, buflen: size_t) -> ssize_t;
+    /// `getxattr`.
+    fn getxattr = c"getxattr" (path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t;
+    /// `lgetxattr`.
+    fn lgetxattr = c"lgetxattr" (path: *const c_char, name: *const c_char, value: *mut c_void, size: size_t) -> ssize_t;
+    /// `listxattr`.
+    fn listxattr = c"listxattr" (path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t;
+    /// `llistxattr`.
+    fn llistxattr = c"llistxattr" (path: *const c_char, list: *mut c_char, size: size_t) -> ssize_t;
     /// Fortified `readlinkat`.
     fn readlinkat_chk = c"__readlinkat_chk" (dirfd: c_int, path: *const c_char, buf: *mut c_char, len: size_t, buflen: size_t) -> ssize_t;
 }
