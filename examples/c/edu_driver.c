@@ -9,11 +9,15 @@
  *   point the device at an IOVA nothing maps and watch the IOMMU refuse it;
  *   unmap, and watch it refuse the old IOVA too.
  *
+ * The device's cdev is found as real drivers find it, in sysfs:
+ * /sys/bus/pci/devices/<BDF>/vfio-dev/vfioN.
+ *
  * Under softiommu (`softiommu run -- edu_driver`) the device, the IOMMU and
  * the page tables are emulated, and the DMA lands in this program's memory.
- * Usage: edu_driver [/dev/vfio/devices/vfioN]   (default vfio0)
+ * Usage: edu_driver [BDF]   (default 0000:01:00.0)
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -118,9 +122,35 @@ static uint32_t copy(uint64_t src, uint64_t dst)
 	return reg_read(EDU_STATUS, 4);
 }
 
+/* The cdev of the function at `bdf`: the vfio-dev entry sysfs lists for it. */
+static void find_cdev(const char *bdf, char *path, size_t len)
+{
+	char dir[256];
+	snprintf(dir, sizeof(dir), "/sys/bus/pci/devices/%s/vfio-dev", bdf);
+	DIR *d = opendir(dir);
+	if (!d)
+		die(dir);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, "vfio", 4))
+			break;
+	if (!e) {
+		fprintf(stderr, "edu_driver: %s is not bound to vfio-pci\n", bdf);
+		exit(1);
+	}
+	snprintf(path, len, "/dev/vfio/devices/%s", e->d_name);
+	closedir(d);
+}
+
 int main(int argc, char **argv)
 {
-	const char *path = argc > 1 ? argv[1] : "/dev/vfio/devices/vfio0";
+	const char *bdf = argc > 1 ? argv[1] : "0000:01:00.0";
+	char path[64];
+
+	/* Line by line, so that our lines and the trace's interleave in order. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	find_cdev(bdf, path, sizeof(path));
+	printf("%s: %s\n", bdf, path);
 
 	device_fd = open(path, O_RDWR | O_CLOEXEC);
 	if (device_fd < 0)
