@@ -83,7 +83,9 @@ struct KvmState {
 
 impl Debug for Kvm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kvm").field("state", &*self.state()).finish()
+        f.debug_struct("Kvm")
+            .field("state", &*self.state())
+            .finish()
     }
 }
 
@@ -213,11 +215,7 @@ impl KvmVfio {
     /// EEXIST if that open file is already tracked.
     pub fn file_add(&self, file: Arc<dyn VfioFile>) -> Result<()> {
         let mut files = self.files();
-        if files
-            .list
-            .iter()
-            .any(|f| identity(f) == identity(&file))
-        {
+        if files.list.iter().any(|f| identity(f) == identity(&file)) {
             return Err(Error::Exists);
         }
         files.list.push(file);
@@ -229,7 +227,10 @@ impl KvmVfio {
     /// reference; ENOENT if it is not tracked.
     pub fn file_del(&self, file: &Arc<dyn VfioFile>) -> Result<()> {
         let mut files = self.files();
-        let at = files.list.iter().position(|f| identity(f) == identity(file));
+        let at = files
+            .list
+            .iter()
+            .position(|f| identity(f) == identity(file));
         let removed = at.map(|i| files.list.remove(i));
         // As the kernel does, recompute even when nothing was removed.
         self.update_coherency(&mut files);
@@ -307,14 +308,26 @@ mod tests {
         dev.file_add(a.clone()).unwrap();
         dev.file_add(b.clone()).unwrap();
         assert!(dev.noncoherent() && kvm.noncoherent_dma());
-        assert_eq!(kvm.flips(), Flips { registered: 1, unregistered: 0 });
+        assert_eq!(
+            kvm.flips(),
+            Flips {
+                registered: 1,
+                unregistered: 0
+            }
+        );
         assert_eq!(dev.file_add(a.clone()), Err(Error::Exists));
         dev.file_del(&a).unwrap();
         assert!(dev.noncoherent());
         assert_eq!(dev.file_del(&a).unwrap_err().errno(), Errno::ENOENT);
         dev.file_del(&b).unwrap();
         assert!(!dev.noncoherent() && !kvm.noncoherent_dma());
-        assert_eq!(kvm.flips(), Flips { registered: 1, unregistered: 1 });
+        assert_eq!(
+            kvm.flips(),
+            Flips {
+                registered: 1,
+                unregistered: 1
+            }
+        );
     }
 
     #[test]
@@ -328,7 +341,13 @@ mod tests {
         drop(dev);
         assert_eq!(Arc::strong_count(&a), 1);
         assert!(!kvm.noncoherent_dma());
-        assert_eq!(kvm.flips(), Flips { registered: 1, unregistered: 1 });
+        assert_eq!(
+            kvm.flips(),
+            Flips {
+                registered: 1,
+                unregistered: 1
+            }
+        );
         kvm.create_vfio_device().unwrap();
     }
 }

@@ -408,7 +408,8 @@ pub fn is_kvm_vfio_create(request: u32, arg: u64) -> bool {
         return false;
     }
     let mut head = [0u8; 4];
-    crate::safecopy::read(arg as usize, &mut head) && abi::kvm::is_vfio_create_device(request, &head)
+    crate::safecopy::read(arg as usize, &mut head)
+        && abi::kvm::is_vfio_create_device(request, &head)
 }
 
 /// A VM as we know it: our duplicate of the descriptor a `KVM_CREATE_DEVICE`
@@ -496,7 +497,10 @@ pub fn kvm_create_device(fd: i32, arg: u64) -> Result<i32, Errno> {
     if trace::enabled() {
         let input = trace::strip_type(&t.input);
         if t.output.is_empty() {
-            trace::line(format_args!("ioctl({fd}, KVM_CREATE_DEVICE, {input}) {}", Ret(&r)));
+            trace::line(format_args!(
+                "ioctl({fd}, KVM_CREATE_DEVICE, {input}) {}",
+                Ret(&r)
+            ));
         } else {
             trace::line(format_args!(
                 "ioctl({fd}, KVM_CREATE_DEVICE, {input}) {} => {}",

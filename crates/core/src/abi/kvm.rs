@@ -53,7 +53,10 @@ fn read<T: FromBytes + IntoBytes + Default>(mem: &dyn AddressSpace, at: u64) -> 
 /// kernel untouched.
 pub fn is_vfio_create_device(request: u32, head: &[u8]) -> bool {
     request == KVM_CREATE_DEVICE
-        && head.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_ne_bytes)
+        && head
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_ne_bytes)
             == Some(KVM_DEV_TYPE_VFIO)
 }
 
