@@ -74,6 +74,10 @@ pub fn create_device(
     trace: Option<&mut Trace>,
 ) -> Result<i32, Errno> {
     let mem = &*process.space;
+    let input = trace
+        .is_some()
+        .then(|| read::<kvm_create_device>(mem, arg).ok())
+        .flatten();
     let r = (|| {
         let mut cd: kvm_create_device = read(mem, arg)?;
         if cd.type_ != KVM_DEV_TYPE_VFIO {
@@ -92,7 +96,7 @@ pub fn create_device(
     })();
     if let Some(t) = trace {
         t.name = "KVM_CREATE_DEVICE".into();
-        if let Ok(cd) = read::<kvm_create_device>(mem, arg) {
+        if let Some(cd) = input {
             t.input = format!("{cd:?}");
         }
         if let Ok((_, Some(cd))) = &r {
