@@ -339,6 +339,14 @@ fn attribute_errors() {
         abi::ioctl(&r.env, &file, KVM_SET_DEVICE_ATTR, 8, None),
         Err(Errno::EFAULT)
     );
+    assert_eq!(
+        abi::ioctl(&r.env, &file, KVM_HAS_DEVICE_ATTR, 8, None),
+        Err(Errno::EFAULT)
+    );
+    assert_eq!(
+        abi::ioctl(&r.env, &file, KVM_GET_DEVICE_ATTR, 8, None),
+        Err(Errno::EPERM)
+    );
     let a = kvm_device_attr {
         flags: 0,
         group: KVM_DEV_VFIO_FILE,

@@ -131,6 +131,7 @@ int main(void)
 	CHECK_ERRNO(EINVAL, file_add(kvm, kvm));
 	CHECK_ERRNO(EBADF, file_add(kvm, -1));
 	CHECK_ERRNO(EFAULT, ioctl(kvm, KVM_SET_DEVICE_ATTR, (void *)8));
+	CHECK_ERRNO(EPERM, ioctl(kvm, KVM_GET_DEVICE_ATTR, (void *)8));
 	CHECK_ERRNO(ENXIO, attr(kvm, KVM_SET_DEVICE_ATTR, KVM_DEV_VFIO_FILE + 1,
 				KVM_DEV_VFIO_FILE_ADD, dev));
 	CHECK_ERRNO(ENXIO, attr(kvm, KVM_SET_DEVICE_ATTR, KVM_DEV_VFIO_FILE, 3, dev));

@@ -13,7 +13,8 @@
 //! On the device fd: `KVM_SET_DEVICE_ATTR` adds or deletes a VFIO file (group
 //! [`KVM_DEV_VFIO_FILE`], the fd an `s32` at `addr`), `KVM_HAS_DEVICE_ATTR`
 //! answers for the two attributes, and `KVM_GET_DEVICE_ATTR` is EPERM (the
-//! device has no readable attributes). Anything else is ENOTTY.
+//! device has no readable attributes), before the argument is read. Anything
+//! else is ENOTTY.
 
 use super::{Env, File, Trace};
 use crate::kvm::{Kvm, KvmVfio, VfioFile};
@@ -114,25 +115,27 @@ pub(super) fn ioctl(
     arg: u64,
     trace: Option<&mut Trace>,
 ) -> Result<i32, Errno> {
-    let name = KVM_IOCTLS.iter().find(|(c, _)| *c == cmd).map(|(_, n)| *n);
-    let attr = match name {
-        Some(_) if cmd != KVM_CREATE_DEVICE => read::<kvm_device_attr>(mem, arg),
+    let name = match KVM_IOCTLS.iter().find(|(c, _)| *c == cmd) {
+        Some((_, n)) if cmd != KVM_CREATE_DEVICE => *n,
         _ => return Err(Errno::ENOTTY),
     };
-    if let (Some(t), Some(n)) = (trace, name) {
-        t.name = n.into();
-        if let Ok(a) = &attr {
+    if let Some(t) = trace {
+        t.name = name.into();
+        if let Ok(a) = read::<kvm_device_attr>(mem, arg) {
             t.input = format!("{a:?}");
         }
     }
-    let attr = attr?;
-    match cmd {
-        KVM_SET_DEVICE_ATTR => set_attr(env, mem, dev, &attr),
-        KVM_HAS_DEVICE_ATTR => has_attr(&attr),
-        // The device has no get_attr.
-        _ => Err(Errno::EPERM),
+    // The device has no get_attr: EPERM before the argument is read.
+    if cmd == KVM_GET_DEVICE_ATTR {
+        return Err(Errno::EPERM);
     }
-    .map(|()| 0)
+    let attr: kvm_device_attr = read(mem, arg)?;
+    if cmd == KVM_SET_DEVICE_ATTR {
+        set_attr(env, mem, dev, &attr)?;
+    } else {
+        has_attr(&attr)?;
+    }
+    Ok(0)
 }
 
 fn has_attr(attr: &kvm_device_attr) -> Result<(), Errno> {
