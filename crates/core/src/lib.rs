@@ -3,6 +3,8 @@
 //! The layers, top down (each only calls the ones below it):
 //! - [`vfio`]: VFIO device files over the running host's functions bound to
 //!   `vfio-pci`: bind to an iommufd, attach, regions, interrupts, reset.
+//! - [`kvm`]: KVM's VFIO pseudo-device: which VFIO files a VM was given, and
+//!   whether their DMA may be non-coherent.
 //! - [`iommufd`]: contexts, IO address spaces, pinned pages, HWPTs, devices,
 //!   accesses and the selftest's test operations — the kernel's
 //!   `drivers/iommu/iommufd/`, as a typed API.
@@ -33,6 +35,7 @@ pub mod error;
 pub mod inject;
 pub mod iommu;
 pub mod iommufd;
+pub mod kvm;
 pub mod machine;
 pub mod mem;
 pub mod range;

@@ -78,6 +78,16 @@ fn copy(file: &DeviceFile, src: u64, dst: u64, len: u32) -> u32 {
     r32(file, bar0() + reg::STATUS)
 }
 
+/// Waits until `counter` reaches `n` (the device signals after it sets STATUS).
+fn wait_for(counter: &Counter, n: u32) {
+    let start = std::time::Instant::now();
+    while counter.0.load(Ordering::SeqCst) < n {
+        assert!(start.elapsed().as_secs() < 10, "no interrupt");
+        std::thread::yield_now();
+    }
+    assert_eq!(counter.0.load(Ordering::SeqCst), n);
+}
+
 #[test]
 fn registry_follows_vfio_pci() {
     let f = Fixture::new();
@@ -341,10 +351,11 @@ fn interrupts() {
     file.set_irqs(none, msi_i, 0, 1, IrqData::None).unwrap();
     assert_eq!(counter.0.load(Ordering::SeqCst), 1);
     copy(&file, 0, 0, 8);
-    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    wait_for(&counter, 2);
     // Disable, and the device's interrupts go nowhere.
     file.set_irqs(none, msi_i, 0, 0, IrqData::None).unwrap();
     copy(&file, 0, 0, 8);
+    file.reset().unwrap(); // waits for the device to be idle
     assert_eq!(counter.0.load(Ordering::SeqCst), 2);
     // REQ: set, signal by loopback, clear; count 0 with an eventfd is EINVAL.
     let req = VFIO_PCI_REQ_IRQ_INDEX;
@@ -384,6 +395,7 @@ fn closing_quiesces_the_device() {
     )
     .unwrap();
     copy(&file, 0, 0, 8);
+    wait_for(&counter, 1);
     drop(file);
     // The eventfd was let go, bus mastering is off and the registers are reset.
     assert_eq!(Arc::strong_count(&counter), 1);

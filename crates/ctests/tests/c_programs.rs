@@ -127,10 +127,17 @@ fn run_with_timeout(mut cmd: Command) -> Result<Output, String> {
 /// Compiles `c/<name>.c` and runs it under the interposer; panics with its
 /// output unless it exits with status 0.
 fn run_c(name: &str) {
+    run_c_with(name, name, None, &[]);
+}
+
+/// [`run_c`] with `softiommu run --machine c/<machine>` when given, the trace
+/// in `<bin>/<tag>.trace` (its path in the program's `KVM_TRACE`), and `env`
+/// set for the program. `tag` names the compiled program and its trace.
+fn run_c_with(name: &str, tag: &str, machine: Option<&str>, env: &[(&str, &str)]) {
     let s = setup();
     let src_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("c");
     let src = src_dir.join(format!("{name}.c"));
-    let exe = s.bin.join(name);
+    let exe = s.bin.join(tag);
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
     let compiled = Command::new(&cc)
         .args(["-std=gnu11", "-O1", "-g", "-Wall", "-pthread"])
@@ -151,7 +158,17 @@ fn run_c(name: &str) {
     );
 
     let mut cmd = Command::new(&s.softiommu);
-    cmd.arg("run").arg("--").arg(&exe);
+    cmd.arg("run");
+    if let Some(m) = machine {
+        cmd.arg("--machine").arg(src_dir.join(m));
+    }
+    if tag != name || machine.is_some() || !env.is_empty() {
+        let trace = s.bin.join(format!("{tag}.trace"));
+        let _ = std::fs::remove_file(&trace);
+        cmd.arg("--trace-file").arg(&trace).env("KVM_TRACE", &trace);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.arg("--").arg(&exe);
     let out = run_with_timeout(cmd).unwrap_or_else(|e| panic!("{name}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -247,4 +264,23 @@ fn munmap_pinned() {
 #[test]
 fn sysfs() {
     run_c("sysfs");
+}
+
+/// The kvm-vfio stand-in on the default machine, whose VT-d unit has snoop
+/// control: the VM stays coherent.
+#[test]
+fn kvm() {
+    run_c_with("kvm", "kvm_coherent", None, &[]);
+}
+
+/// The same on a machine whose IOMMU cannot force snooping: each add of the
+/// device registers non-coherent DMA, each delete or release unregisters it.
+#[test]
+fn kvm_noncoherent() {
+    run_c_with(
+        "kvm",
+        "kvm_noncoherent",
+        Some("kvm_nosnoop.toml"),
+        &[("KVM_NONCOHERENT", "1")],
+    );
 }

@@ -277,6 +277,11 @@ pub unsafe extern "C" fn softiommu_ioctl(fd: c_int, request: c_ulong, arg: *mut 
         if let Some(desc) = ours(fd) {
             return run(-1, || ops::ioctl(fd, &desc, request, arg as u64));
         }
+        // The kernel takes the command as an unsigned int. One comparison
+        // for every other call; the argument is read only for this command.
+        if catch_unwind(|| ops::is_kvm_vfio_create(request as u32, arg as u64)).unwrap_or(false) {
+            return run(-1, || ops::kvm_create_device(fd, arg as u64));
+        }
     }
     // SAFETY: the program's own arguments, passed to the function it called.
     unsafe { real::ioctl(fd, request, arg) }

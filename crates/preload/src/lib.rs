@@ -33,6 +33,22 @@
 //! atomic load while the program has none of our fds, and a shared read lock
 //! plus an index otherwise; never a system call.
 //!
+//! # KVM's VFIO device
+//!
+//! One ioctl is answered on a descriptor that is not ours: `KVM_CREATE_DEVICE`
+//! of type `KVM_DEV_TYPE_VFIO`, on any fd (a real KVM VM fd, or `/dev/null`
+//! standing in for one). Recognising it costs one comparison of the request
+//! number for every other ioctl; only for that number are the argument's first
+//! four bytes read (safely: an unreadable argument leaves the call to the
+//! kernel). The answer is our kvm-vfio device (memfd `softiommu:kvm-vfio`),
+//! whose `KVM_DEV_VFIO_FILE_ADD/DEL` take our VFIO files. The VM is the open
+//! file description of the fd the call came on (compared with `kcmp`, or by
+//! file identity where `kcmp` is refused); we hold a duplicate of it while its
+//! device lives, as the kernel's device holds its VM. Every other call on that
+//! fd, `KVM_CREATE_DEVICE` of other types included, goes to the kernel. The
+//! VM's non-coherent DMA registrations are trace lines:
+//! `kvm-vfio: VM noncoherent DMA: registered` / `unregistered`.
+//!
 //! # Re-entry, errno, panics
 //!
 //! Our own code (the core reading `/proc/self/maps`, `dup` of

@@ -12,11 +12,12 @@ use crate::table::{self, Desc, Kind};
 use crate::trace::{self, Dirfd, OpenFlags, Ret};
 use softiommu::abi::{self, Env, File, Trace};
 use softiommu::iommufd::Iommufd;
+use softiommu::kvm::Kvm;
 use softiommu::mem::process::ProcessFile;
 use softiommu::mem::FileSource;
 use softiommu::uapi::Errno;
 use softiommu::vfio::EventFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// The front end's side of the boundary: our fd table.
 struct PreloadEnv;
@@ -28,6 +29,8 @@ impl Env for PreloadEnv {
             let (fd, key, readiness) = real::pollable_fd(true)?;
             handle.set_readiness(Box::new(move |ready| readiness.set(ready)));
             (fd, key)
+        } else if let File::Kvm(..) = &file {
+            real::backing_fd(c"softiommu:kvm-vfio", true)?
         } else {
             real::backing_fd(c"softiommu:access", true)?
         };
@@ -480,4 +483,116 @@ pub fn closefrom(lowfd: i32) -> Result<i32, Errno> {
     };
     drop(dropped);
     Ok(0)
+}
+
+/// Whether `ioctl(fd, request, arg)` on a descriptor that is not ours is the
+/// one VM call we answer: `KVM_CREATE_DEVICE` of type `KVM_DEV_TYPE_VFIO`. The
+/// argument is read without trusting the pointer; no system call.
+pub fn is_kvm_vfio_create(request: u32, arg: u64) -> bool {
+    if request != softiommu::uapi::kvm::KVM_CREATE_DEVICE {
+        return false;
+    }
+    let mut head = [0u8; 4];
+    crate::safecopy::read(arg as usize, &mut head)
+        && abi::kvm::is_vfio_create_device(request, &head)
+}
+
+/// A VM as we know it: our duplicate of the descriptor a `KVM_CREATE_DEVICE`
+/// came on, which keeps its open file description alive while the VM's
+/// kvm-vfio device lives (as the kernel's device holds its VM), and lets us
+/// recognise the description behind another descriptor.
+#[derive(Debug)]
+struct VmAnchor {
+    fd: i32,
+    key: (u64, u64),
+}
+
+impl VmAnchor {
+    /// Whether `fd` refers to this VM's open file description. Where the
+    /// kernel cannot compare descriptions, the file's identity stands in.
+    fn is(&self, fd: i32) -> bool {
+        if real::file_key(self.fd).ok() != Some(self.key) {
+            return false;
+        }
+        match real::same_description(fd, self.fd) {
+            Some(same) => same,
+            None => real::file_key(fd).ok() == Some(self.key),
+        }
+    }
+}
+
+impl Drop for VmAnchor {
+    fn drop(&mut self) {
+        if real::file_key(self.fd).ok() == Some(self.key) {
+            real::close(self.fd);
+        }
+    }
+}
+
+/// The VMs that have a kvm-vfio device; each goes with its device.
+static VMS: Mutex<Vec<Weak<Kvm>>> = Mutex::new(Vec::new());
+
+/// The VM of the description behind `fd`: the one already known, or a new one.
+fn vm_of(fd: i32) -> Result<Arc<Kvm>, Errno> {
+    let mut vms = VMS.lock().unwrap_or_else(PoisonError::into_inner);
+    vms.retain(|w| w.strong_count() > 0);
+    let known = vms.iter().filter_map(Weak::upgrade).find(|kvm| {
+        kvm.anchor()
+            .and_then(|a| a.downcast_ref::<VmAnchor>())
+            .is_some_and(|a| a.is(fd))
+    });
+    if let Some(kvm) = known {
+        return Ok(kvm);
+    }
+    let held = real::fcntl_int(fd, libc::F_DUPFD_CLOEXEC, 1000);
+    if held < 0 {
+        return Err(last_errno());
+    }
+    let key = match real::file_key(held) {
+        Ok(key) => key,
+        Err(e) => {
+            real::close(held);
+            return Err(e);
+        }
+    };
+    let kvm = Kvm::new();
+    kvm.set_anchor(Box::new(VmAnchor { fd: held, key }));
+    kvm.set_notify(Box::new(|registered| {
+        let what = if registered {
+            "registered"
+        } else {
+            "unregistered"
+        };
+        trace::line(format_args!("kvm-vfio: VM noncoherent DMA: {what}"));
+    }));
+    vms.push(Arc::downgrade(&kvm));
+    Ok(kvm)
+}
+
+/// `KVM_CREATE_DEVICE` of type VFIO on `fd`, any descriptor (see
+/// [`is_kvm_vfio_create`]): our kvm-vfio device for the VM that `fd`'s open
+/// file description stands for.
+pub fn kvm_create_device(fd: i32, arg: u64) -> Result<i32, Errno> {
+    let _gate = table::gate();
+    table::init();
+    let process = process::get();
+    let mut t = Trace::default();
+    let tr = trace::enabled().then_some(&mut t);
+    let r = abi::kvm::create_device(&PreloadEnv, &process, arg, || vm_of(fd), tr);
+    if trace::enabled() {
+        let input = trace::strip_type(&t.input);
+        if t.output.is_empty() {
+            trace::line(format_args!(
+                "ioctl({fd}, KVM_CREATE_DEVICE, {input}) {}",
+                Ret(&r)
+            ));
+        } else {
+            trace::line(format_args!(
+                "ioctl({fd}, KVM_CREATE_DEVICE, {input}) {} => {}",
+                Ret(&r),
+                trace::strip_type(&t.output)
+            ));
+        }
+    }
+    r
 }

@@ -423,6 +423,19 @@ pub fn move_high(fd: c_int) -> c_int {
     high
 }
 
+/// Whether descriptors `a` and `b` of this process refer to the same open
+/// file description (`kcmp(KCMP_FILE)`); `None` where the kernel cannot say
+/// (no `kcmp`, or a seccomp filter refuses it).
+pub fn same_description(a: c_int, b: c_int) -> Option<bool> {
+    const KCMP_FILE: libc::c_long = 0;
+    // SAFETY: kcmp with KCMP_FILE takes two pids and two descriptor numbers
+    // and touches no memory of ours.
+    let pid = unsafe { libc::getpid() };
+    // SAFETY: as above.
+    let r = unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, KCMP_FILE, a, b) };
+    (r >= 0).then_some(r == 0)
+}
+
 /// `(st_dev, st_ino)` of an open descriptor.
 pub fn file_key(fd: c_int) -> Result<(u64, u64), Errno> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.

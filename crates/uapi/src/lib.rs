@@ -11,6 +11,8 @@
 //!   ioctl and the mock driver's formats, which the kernel's selftests need.
 //! - [`vfio`]: the VFIO type1 container items of `include/uapi/linux/vfio.h` that
 //!   an iommufd answers for compatibility.
+//! - [`kvm`]: the `include/uapi/linux/kvm.h` items of the kvm-vfio device
+//!   (`KVM_CREATE_DEVICE`, device attributes, `KVM_DEV_VFIO_FILE`).
 //! - [`ioctl`]: `const fn` versions of the `_IOC` macro family.
 //! - [`errno`]: [`Errno`], an open newtype over Linux error numbers.
 //! - [`cheader`]: the two C headers above, rendered back from these definitions, for
@@ -137,6 +139,7 @@ pub mod cheader;
 pub mod errno;
 pub mod ioctl;
 pub mod iommufd;
+pub mod kvm;
 pub mod test;
 pub mod vfio;
 

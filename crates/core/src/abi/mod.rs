@@ -22,16 +22,21 @@
 //! [`Env`] to install new descriptors (the selftest's access fds) and to look
 //! descriptors up.
 //!
+//! The kvm-vfio device's file ([`File::Kvm`]) is made by [`kvm::create_device`],
+//! which the front end calls for the one VM ioctl it recognises on any fd.
+//!
 //! A fault queue's file also has [`read()`] and [`write()`], with the kernel's
 //! whole-record rules; its readiness for `poll` is the front end's to show,
 //! through [`FaultHandle::set_readiness`].
 
 mod iommufd;
+pub mod kvm;
 mod vfio;
 mod vfio_device;
 
 use crate::error::Error;
 use crate::iommufd::{AccessHandle, FaultHandle, Iommufd};
+use crate::kvm::KvmVfio;
 use crate::mem::{AddressSpace, FileSource, Process};
 use crate::vfio::{DeviceFile, EventFd};
 use softiommu_uapi::iommufd::{iommu_hwpt_page_response, iommu_hwpt_pgfault};
@@ -55,6 +60,22 @@ pub enum File {
     /// A VFIO device (`/dev/vfio/devices/vfioN`, or a group's device fd),
     /// with the process whose memory its ioctls read.
     VfioDevice(DeviceFile, Arc<Process>),
+    /// A kvm-vfio device (`KVM_CREATE_DEVICE`'s fd, see [`kvm`]), with the
+    /// process whose memory its ioctls read.
+    Kvm(KvmVfio, Arc<Process>),
+}
+
+impl File {
+    /// `Some(coherent)` for a VFIO file (a group or a device): whether every
+    /// device behind it has its DMA forced cache coherent by its IOMMU (see
+    /// [`crate::kvm::VfioFile`]); `None` for any other file. What the
+    /// kvm-vfio device accepts and tracks.
+    pub fn vfio_enforced_coherent(&self) -> Option<bool> {
+        match self {
+            File::VfioDevice(dev, _) => Some(crate::kvm::VfioFile::enforced_coherent(dev)),
+            File::Iommufd(_) | File::Access(_) | File::Fault(_) | File::Kvm(..) => None,
+        }
+    }
 }
 
 /// What the boundary needs from the front end.
@@ -156,6 +177,7 @@ pub fn ioctl(
         File::VfioDevice(dev, process) => {
             vfio_device::ioctl(env, &*process.space, dev, cmd, arg, trace)
         }
+        File::Kvm(dev, process) => kvm::ioctl(env, &*process.space, dev, cmd, arg, trace),
         // The selftest's access fd and the fault fd have no ioctls.
         File::Access(_) | File::Fault(_) => Err(Errno::ENOTTY),
     }

@@ -130,6 +130,11 @@ impl Driver for MockDriver {
         dev.flags & MOCK_FLAGS_DEVICE_NO_DIRTY == 0
     }
 
+    fn enforce_cache_coherency_capable(&self, _dev: &Device) -> bool {
+        // As the kernel's mock, whose domains all enforce coherency.
+        true
+    }
+
     fn max_pasid_log2(&self, dev: &Device) -> u8 {
         if dev.flags & MOCK_FLAGS_DEVICE_PASID != 0 {
             MOCK_PASID_WIDTH as u8

@@ -389,6 +389,14 @@ pub trait Driver: Send + Sync + Debug {
     /// log2 of the number of PASIDs `dev` supports; 0 for none.
     fn max_pasid_log2(&self, dev: &Device) -> u8;
 
+    /// Whether the IOMMU can force every DMA of `dev` to snoop the CPU caches,
+    /// whatever the device asks for (the kernel's
+    /// `IOMMU_CAP_ENFORCE_CACHE_COHERENCY`). False by default, as for a kernel
+    /// driver that does not report the capability.
+    fn enforce_cache_coherency_capable(&self, _dev: &Device) -> bool {
+        false
+    }
+
     /// Whether the driver models vIOMMUs of `viommu_type` for `dev` (the
     /// kernel's `get_viommu_size` being non-zero). None by default.
     fn viommu_supported(&self, _dev: &Device, _viommu_type: u32) -> bool {

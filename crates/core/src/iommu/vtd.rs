@@ -759,6 +759,11 @@ impl Driver for VtdDriver {
         self.caps.ssads()
     }
 
+    fn enforce_cache_coherency_capable(&self, _dev: &Device) -> bool {
+        // Snoop control: the unit can set the snoop bit on every mapping.
+        self.caps.sc()
+    }
+
     fn max_pasid_log2(&self, dev: &Device) -> u8 {
         let dev_width = (dev.flags & VTD_DEVICE_PASID_WIDTH_MASK) as u8;
         dev_width.min(self.caps.pasid_lg2())
