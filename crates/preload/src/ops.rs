@@ -28,6 +28,8 @@ impl Env for PreloadEnv {
             let (fd, key, readiness) = real::pollable_fd(true)?;
             handle.set_readiness(Box::new(move |ready| readiness.set(ready)));
             (fd, key)
+        } else if let File::VfioDevice(..) = &file {
+            real::backing_fd(c"softiommu:vfio-device", true)?
         } else {
             real::backing_fd(c"softiommu:access", true)?
         };
@@ -142,6 +144,10 @@ fn open_inner(flags: i32, ours: Ours) -> Result<i32, Errno> {
         Ours::VfioDevice(n) => (
             File::VfioDevice(machine::vfio()?.open_cdev(n)?, process::get()),
             c"softiommu:vfio-device",
+        ),
+        Ours::VfioGroup(n) => (
+            File::VfioGroup(machine::vfio()?.open_group(n)?, process::get()),
+            c"softiommu:vfio-group",
         ),
     };
     let (fd, key) = real::backing_fd(name, flags & libc::O_CLOEXEC != 0)?;

@@ -29,11 +29,12 @@
 mod iommufd;
 mod vfio;
 mod vfio_device;
+mod vfio_group;
 
 use crate::error::Error;
 use crate::iommufd::{AccessHandle, FaultHandle, Iommufd};
 use crate::mem::{AddressSpace, FileSource, Process};
-use crate::vfio::{DeviceFile, EventFd};
+use crate::vfio::{DeviceFile, EventFd, GroupFile};
 use softiommu_uapi::iommufd::{iommu_hwpt_page_response, iommu_hwpt_pgfault};
 use softiommu_uapi::Errno;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 pub use iommufd::{command_name, IOCTLS};
 pub use vfio::VFIO_IOCTLS;
 pub use vfio_device::VFIO_DEVICE_IOCTLS;
+pub use vfio_group::VFIO_GROUP_IOCTLS;
 
 /// A file softiommu answers for.
 #[derive(Debug)]
@@ -55,6 +57,9 @@ pub enum File {
     /// A VFIO device (`/dev/vfio/devices/vfioN`, or a group's device fd),
     /// with the process whose memory its ioctls read.
     VfioDevice(DeviceFile, Arc<Process>),
+    /// A VFIO group (`/dev/vfio/<N>`), with the process whose memory its
+    /// ioctls read.
+    VfioGroup(GroupFile, Arc<Process>),
 }
 
 /// What the boundary needs from the front end.
@@ -156,6 +161,7 @@ pub fn ioctl(
         File::VfioDevice(dev, process) => {
             vfio_device::ioctl(env, &*process.space, dev, cmd, arg, trace)
         }
+        File::VfioGroup(group, process) => vfio_group::ioctl(env, process, group, cmd, arg, trace),
         // The selftest's access fd and the fault fd have no ioctls.
         File::Access(_) | File::Fault(_) => Err(Errno::ENOTTY),
     }

@@ -29,11 +29,13 @@
 //! device.
 
 mod device;
+mod group;
 
-pub use device::{DeviceFile, DeviceInfo, IrqData, IrqInfo, RegionInfo, VfioDevice};
+pub use device::{DeviceFile, DeviceInfo, HotResetInfo, IrqData, IrqInfo, RegionInfo, VfioDevice};
+pub use group::GroupFile;
 
 use crate::error::{Error, Result};
-use crate::machine::host::Host;
+use crate::machine::host::{Host, HostDevice};
 use crate::machine::{Bdf, Driver};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -128,6 +130,53 @@ impl Vfio {
             errno: crate::uapi::Errno::ENOENT,
         })?;
         Ok(DeviceFile::new(self.clone(), dev))
+    }
+
+    /// Opens `/dev/vfio/<group>`, in the kernel's order: ENOENT when no
+    /// registered device is in the group (there is no such node), EBUSY while
+    /// a device of the group is bound through its cdev, EBUSY when the group
+    /// is open already (its node is single-open).
+    pub fn open_group(self: &Arc<Self>, group: u32) -> Result<GroupFile> {
+        if !self.devices().iter().any(|d| d.group == group) {
+            return Err(Error::Other {
+                what: "no VFIO group",
+                errno: crate::uapi::Errno::ENOENT,
+            });
+        }
+        let mut groups = self.groups();
+        let g = groups.entry(group).or_default();
+        if g.cdev_bound > 0 {
+            return Err(Error::Busy(
+                "a device of the group is bound through its cdev",
+            ));
+        }
+        if g.file_open {
+            return Err(Error::Busy("the group is open already"));
+        }
+        g.file_open = true;
+        Ok(GroupFile::new(self.clone(), group))
+    }
+
+    /// Undoes [`Vfio::open_group`].
+    fn close_group(&self, group: u32) {
+        if let Some(g) = self.groups().get_mut(&group) {
+            g.file_open = false;
+        }
+    }
+
+    /// The functions a hot reset of `bdf` reaches: every function on its bus
+    /// (the bus reset of the bridge above it; our machines have no reset
+    /// slots). ENODEV on a root bus, which no bridge can reset.
+    fn reset_scope(&self, bdf: Bdf) -> Result<Vec<HostDevice>> {
+        if self.host.machine().bridge_to(bdf.bus()).is_none() {
+            return Err(Error::Other {
+                what: "no bridge can reset the bus",
+                errno: crate::uapi::Errno::ENODEV,
+            });
+        }
+        let mut scope = self.host.devices();
+        scope.retain(|f| f.bdf.bus() == bdf.bus());
+        Ok(scope)
     }
 
     fn groups(&self) -> MutexGuard<'_, BTreeMap<u32, GroupUse>> {
