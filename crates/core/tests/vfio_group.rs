@@ -334,7 +334,7 @@ fn legacy_flow_dma_through_the_container() {
     let a = at(1, 0, 0);
     let ctx = f.ctx();
     let g = group_with(&v, a, ctx);
-    ctx.vfio_set_iommu(u64::from(VFIO_TYPE1v2_IOMMU)).unwrap();
+    ctx.vfio_set_iommu(VFIO_TYPE1v2_IOMMU).unwrap();
     let file = g.get_device_fd(&name(a)).unwrap();
     assert!(file.has_access() && file.group_path());
     assert_eq!(
