@@ -264,7 +264,8 @@ impl VfioDevice {
     }
     /// Opens with access granted for `ctx`: the first open claims the group's
     /// DMA for the context and binds the device to it; later opens (the group
-    /// path allows several) share that binding, which must be to `ctx`.
+    /// path allows several) share that binding, even if the group's container
+    /// has changed since (a cdev open must be to the bound context).
     /// Returns the device ID. With `attach_compat` (the group path) the first
     /// open also attaches the device to the context's compat IOAS, and is
     /// undone if that fails.
@@ -276,7 +277,9 @@ impl VfioDevice {
     ) -> Result<u32> {
         let mut st = self.state();
         if let Some(b) = &st.bound {
-            if b.ctx.cookie() != ctx.cookie() {
+            // The group path shares the open whatever its container is now,
+            // as the kernel's `vfio_df_open` only counts it.
+            if !attach_compat && b.ctx.cookie() != ctx.cookie() {
                 return Err(Error::Invalid("device open through another iommufd"));
             }
             let id = b.idev.id;

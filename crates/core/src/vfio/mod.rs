@@ -1,6 +1,6 @@
 //! VFIO over a running host: the device files of functions bound to
 //! `vfio-pci` (the kernel's `drivers/vfio/`: `vfio_main.c`, `device_cdev.c`,
-//! `iommufd.c` and `pci/vfio_pci_core.c`).
+//! `group.c`, `iommufd.c` and `pci/vfio_pci_core.c`).
 //!
 //! [`Vfio`] is the subsystem of one [`Host`]: every function bound to
 //! `vfio-pci` is *registered* as a [`VfioDevice`] with an index `N` (its
@@ -17,6 +17,13 @@
 //! and it can be reset. Closing the bound file detaches everything, releases
 //! the claim (the group goes back to its default domain when it was the last),
 //! and quiesces the device: interrupts off, bus mastering off, a function reset.
+//!
+//! The legacy group path (`/dev/vfio/<N>`, [`GroupFile`], see its module)
+//! opens devices through a group file attached to an iommufd context instead;
+//! a group's file and the cdev binds of its devices exclude each other
+//! ([`Vfio::open_group`], `VFIO_DEVICE_BIND_IOMMUFD`). Either kind of device
+//! file can hot-reset the bus its device is on
+//! ([`DeviceFile::hot_reset`]), when it owns every function there.
 //!
 //! The per-device state the kernel keeps in `vfio_device` (open count, the
 //! iommufd binding, the interrupt configuration) lives in [`VfioDevice`]; what
