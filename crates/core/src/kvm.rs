@@ -32,7 +32,7 @@
 //! [`VfioFile::enforced_coherent`] and the VM's notifier.
 
 use crate::error::{Error, Result};
-use crate::vfio::DeviceFile;
+use crate::vfio::{DeviceFile, GroupFile};
 use softiommu_uapi::Errno;
 use std::any::Any;
 use std::fmt::Debug;
@@ -50,6 +50,17 @@ impl VfioFile for DeviceFile {
     fn enforced_coherent(&self) -> bool {
         let dev = &self.device().dev;
         dev.driver.enforce_cache_coherency_capable(dev)
+    }
+}
+
+impl VfioFile for GroupFile {
+    /// A group file: whether the IOMMU of every VFIO device in the group can
+    /// enforce cache coherency.
+    fn enforced_coherent(&self) -> bool {
+        self.devices().iter().all(|d| {
+            let dev = &d.dev;
+            dev.driver.enforce_cache_coherency_capable(dev)
+        })
     }
 }
 

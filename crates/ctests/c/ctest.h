@@ -55,6 +55,9 @@ static inline const char *errno_name(int e)
 	case EOPNOTSUPP: return "EOPNOTSUPP";
 	case EADDRINUSE: return "EADDRINUSE";
 	case ENXIO: return "ENXIO";
+	case ENODEV: return "ENODEV";
+	case EACCES: return "EACCES";
+	case EMFILE: return "EMFILE";
 	default: return "E?";
 	}
 }

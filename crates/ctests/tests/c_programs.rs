@@ -249,6 +249,11 @@ fn fork() {
 }
 
 #[test]
+fn vfio_group() {
+    run_c("vfio_group");
+}
+
+#[test]
 fn close_frees() {
     run_c("close_frees");
 }

@@ -31,6 +31,8 @@ impl Env for PreloadEnv {
             (fd, key)
         } else if let File::Kvm(..) = &file {
             real::backing_fd(c"softiommu:kvm-vfio", true)?
+        } else if let File::VfioDevice(..) = &file {
+            real::backing_fd(c"softiommu:vfio-device", true)?
         } else {
             real::backing_fd(c"softiommu:access", true)?
         };
@@ -145,6 +147,10 @@ fn open_inner(flags: i32, ours: Ours) -> Result<i32, Errno> {
         Ours::VfioDevice(n) => (
             File::VfioDevice(machine::vfio()?.open_cdev(n)?, process::get()),
             c"softiommu:vfio-device",
+        ),
+        Ours::VfioGroup(n) => (
+            File::VfioGroup(machine::vfio()?.open_group(n)?, process::get()),
+            c"softiommu:vfio-group",
         ),
     };
     let (fd, key) = real::backing_fd(name, flags & libc::O_CLOEXEC != 0)?;

@@ -1,6 +1,7 @@
 //! Which paths are ours.
 //!
-//! `/dev/iommu`, `/dev/vfio/vfio` and `/dev/vfio/devices/vfioN`, however
+//! `/dev/iommu`, `/dev/vfio/vfio`, `/dev/vfio/<N>` and
+//! `/dev/vfio/devices/vfioN`, however
 //! spelled: repeated slashes and `.` components are dropped (the kernel's path
 //! walk ignores them), and a relative path is taken against the directory it is
 //! relative to — the working directory for `AT_FDCWD`, or what
@@ -19,6 +20,8 @@ pub enum Ours {
     VfioContainer,
     /// `/dev/vfio/devices/vfioN`: a VFIO device's cdev.
     VfioDevice(u32),
+    /// `/dev/vfio/<N>`: the VFIO group of IOMMU group `N`.
+    VfioGroup(u32),
 }
 
 /// A decimal number without a sign or leading zeros (as the kernel names its
@@ -35,6 +38,7 @@ fn node(comps: &[&[u8]]) -> Option<Ours> {
     match comps {
         [b"dev", b"iommu"] => Some(Ours::Iommu),
         [b"dev", b"vfio", b"vfio"] => Some(Ours::VfioContainer),
+        [b"dev", b"vfio", n] => number(n).map(Ours::VfioGroup),
         [b"dev", b"vfio", b"devices", name] => name
             .strip_prefix(b"vfio")
             .and_then(number)
@@ -45,7 +49,7 @@ fn node(comps: &[&[u8]]) -> Option<Ours> {
 
 /// Whether a last component could name one of our nodes.
 fn plausible(last: &[u8]) -> bool {
-    last == b"iommu" || last.starts_with(b"vfio")
+    last == b"iommu" || last.starts_with(b"vfio") || number(last).is_some()
 }
 
 /// Classifies `path` (without its NUL). `dir` gives the absolute directory a
@@ -99,6 +103,17 @@ mod tests {
         assert_eq!(abs("/dev/vfio/devices/vfio99999999999"), None);
         assert_eq!(abs("/dev/vfio/vfio0"), None);
         assert_eq!(abs("/etc/passwd"), None);
+        assert_eq!(abs("/dev/vfio/4"), Some(Ours::VfioGroup(4)));
+        assert_eq!(abs("//dev/./vfio//12"), Some(Ours::VfioGroup(12)));
+        assert_eq!(abs("/dev/vfio/0"), Some(Ours::VfioGroup(0)));
+        assert_eq!(abs("/dev/vfio/04"), None);
+        assert_eq!(abs("/dev/vfio/4a"), None);
+        assert_eq!(abs("/dev/vfio/-4"), None);
+        assert_eq!(abs("/dev/vfio/noiommu-4"), None);
+        assert_eq!(abs("/dev/vfio/99999999999"), None);
+        assert_eq!(abs("/dev/vfio/4/"), None);
+        assert_eq!(abs("/dev/4"), None);
+        assert_eq!(abs("/dev/vfio/devices/4"), None);
     }
 
     #[test]
@@ -114,5 +129,11 @@ mod tests {
         assert_eq!(classify(b"iommu", || None), None);
         assert_eq!(classify(b"null", || panic!("looked up")), None);
         assert_eq!(classify(b"", || panic!("looked up")), None);
+        assert_eq!(
+            classify(b"4", || Some(b"/dev/vfio".to_vec())),
+            Some(Ours::VfioGroup(4))
+        );
+        assert_eq!(classify(b"4", || Some(b"/tmp".to_vec())), None);
+        assert_eq!(classify(b"04", || panic!("looked up")), None);
     }
 }

@@ -33,12 +33,13 @@ mod iommufd;
 pub mod kvm;
 mod vfio;
 mod vfio_device;
+mod vfio_group;
 
 use crate::error::Error;
 use crate::iommufd::{AccessHandle, FaultHandle, Iommufd};
 use crate::kvm::KvmVfio;
 use crate::mem::{AddressSpace, FileSource, Process};
-use crate::vfio::{DeviceFile, EventFd};
+use crate::vfio::{DeviceFile, EventFd, GroupFile};
 use softiommu_uapi::iommufd::{iommu_hwpt_page_response, iommu_hwpt_pgfault};
 use softiommu_uapi::Errno;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 pub use iommufd::{command_name, IOCTLS};
 pub use vfio::VFIO_IOCTLS;
 pub use vfio_device::VFIO_DEVICE_IOCTLS;
+pub use vfio_group::VFIO_GROUP_IOCTLS;
 
 /// A file softiommu answers for.
 #[derive(Debug)]
@@ -63,6 +65,9 @@ pub enum File {
     /// A kvm-vfio device (`KVM_CREATE_DEVICE`'s fd, see [`kvm`]), with the
     /// process whose memory its ioctls read.
     Kvm(KvmVfio, Arc<Process>),
+    /// A VFIO group (`/dev/vfio/<N>`), with the process whose memory its
+    /// ioctls read.
+    VfioGroup(GroupFile, Arc<Process>),
 }
 
 impl File {
@@ -73,6 +78,7 @@ impl File {
     pub fn vfio_enforced_coherent(&self) -> Option<bool> {
         match self {
             File::VfioDevice(dev, _) => Some(crate::kvm::VfioFile::enforced_coherent(dev)),
+            File::VfioGroup(group, _) => Some(crate::kvm::VfioFile::enforced_coherent(group)),
             File::Iommufd(_) | File::Access(_) | File::Fault(_) | File::Kvm(..) => None,
         }
     }
@@ -178,6 +184,7 @@ pub fn ioctl(
             vfio_device::ioctl(env, &*process.space, dev, cmd, arg, trace)
         }
         File::Kvm(dev, process) => kvm::ioctl(env, &*process.space, dev, cmd, arg, trace),
+        File::VfioGroup(group, process) => vfio_group::ioctl(env, process, group, cmd, arg, trace),
         // The selftest's access fd and the fault fd have no ioctls.
         File::Access(_) | File::Fault(_) => Err(Errno::ENOTTY),
     }

@@ -201,6 +201,8 @@ pub(super) fn ioctl(
             file.reset()?;
             Ok(0)
         }
+        VFIO_DEVICE_GET_PCI_HOT_RESET_INFO => hot_reset_info(mem, file, arg, trace),
+        VFIO_DEVICE_PCI_HOT_RESET => hot_reset(env, mem, file, arg, trace),
         VFIO_DEVICE_FEATURE => {
             const MINSZ: usize = size_of::<vfio_device_feature>();
             let f: vfio_device_feature = read_min(mem, arg, MINSZ)?;
@@ -223,6 +225,94 @@ pub(super) fn ioctl(
         }
         _ => Err(Errno::ENOTTY),
     }
+}
+
+/// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` (notes §5.7): the header, then the
+/// affected functions if `argsz` has room for them all; else the header
+/// with the count and ENOSPC.
+fn hot_reset_info(
+    mem: &dyn AddressSpace,
+    file: &DeviceFile,
+    arg: u64,
+    mut trace: Option<&mut Trace>,
+) -> Result<i32, Errno> {
+    const MINSZ: usize = size_of::<vfio_pci_hot_reset_info>();
+    let mut hdr: vfio_pci_hot_reset_info = read_min(mem, arg, MINSZ)?;
+    trace_in(&mut trace, &hdr);
+    if (hdr.argsz as usize) < MINSZ {
+        return Err(Errno::EINVAL);
+    }
+    hdr.flags = 0;
+    let count = file.hot_reset_scope()?.len();
+    let room = (hdr.argsz as usize - MINSZ) / size_of::<vfio_pci_dependent_device>();
+    if count > room {
+        hdr.count = count as u32;
+        write_bytes(mem, arg, hdr.as_bytes())?;
+        trace_out(&mut trace, &hdr);
+        return Err(Errno::ENOSPC);
+    }
+    let info = file.hot_reset_info()?;
+    let devices: Vec<vfio_pci_dependent_device> = info
+        .devices
+        .iter()
+        .map(|(bdf, id)| vfio_pci_dependent_device {
+            group_id: *id,
+            segment: 0,
+            bus: bdf.bus(),
+            devfn: bdf.devfn(),
+        })
+        .collect();
+    hdr.flags = info.flags;
+    hdr.count = devices.len() as u32;
+    write_bytes(mem, arg.wrapping_add(MINSZ as u64), devices.as_bytes())?;
+    write_bytes(mem, arg, hdr.as_bytes())?;
+    if let Some(t) = trace {
+        t.output = format!("{} {:x?}", describe(&hdr), info.devices);
+    }
+    Ok(0)
+}
+
+/// `VFIO_DEVICE_PCI_HOT_RESET` (notes §5.7), in the kernel's order: the
+/// header, the form, whether the bus can be reset, the group count, then
+/// each group fd (EBADF when not open, EINVAL when not a VFIO group).
+fn hot_reset(
+    env: &dyn Env,
+    mem: &dyn AddressSpace,
+    file: &DeviceFile,
+    arg: u64,
+    mut trace: Option<&mut Trace>,
+) -> Result<i32, Errno> {
+    const MINSZ: usize = size_of::<vfio_pci_hot_reset>();
+    let hdr: vfio_pci_hot_reset = read_min(mem, arg, MINSZ)?;
+    trace_in(&mut trace, &hdr);
+    if (hdr.argsz as usize) < MINSZ || hdr.flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if (hdr.count == 0) == file.group_path() {
+        return Err(Errno::EINVAL);
+    }
+    let scope = file.hot_reset_scope()?.len();
+    if hdr.count as usize > scope {
+        return Err(Errno::EINVAL);
+    }
+    let mut bytes = vec![0u8; hdr.count as usize * size_of::<i32>()];
+    mem.read(arg.wrapping_add(MINSZ as u64), &mut bytes)
+        .map_err(|_| Errno::EFAULT)?;
+    let fds = fds_of(&bytes);
+    if let Some(t) = trace {
+        t.input = format!("{} fds {fds:?}", t.input);
+    }
+    let mut groups = Vec::with_capacity(fds.len());
+    for fd in fds {
+        match env.file(fd).as_deref() {
+            Some(File::VfioGroup(g, _)) => groups.push(g.group()),
+            Some(_) => return Err(Errno::EINVAL),
+            None if env.is_open(fd) => return Err(Errno::EINVAL),
+            None => return Err(Errno::EBADF),
+        }
+    }
+    file.hot_reset(&groups)?;
+    Ok(0)
 }
 
 /// With the PASID flag: EINVAL unless `argsz` covers the whole `T` (whose

@@ -81,6 +81,22 @@ impl Iommufd {
         Ok(())
     }
 
+    /// Makes sure there is a compat IOAS, allocating a new one when there is
+    /// none (the kernel's `iommufd_vfio_compat_ioas_create`, which a VFIO
+    /// group's `SET_CONTAINER` calls); returns its ID.
+    pub fn vfio_compat_ioas_create(&self) -> Result<u32> {
+        // Held across the allocation so that two callers agree on one IOAS.
+        let mut slot = self.vfio_ioas_slot();
+        if let Some(id) = *slot {
+            if self.get_ioas(id).is_ok() {
+                return Ok(id);
+            }
+        }
+        let id = self.ioas_alloc()?;
+        *slot = Some(id);
+        Ok(id)
+    }
+
     /// `IOMMU_VFIO_IOAS_CLEAR`: no compat IOAS any more.
     pub fn vfio_ioas_clear(&self) {
         *self.vfio_ioas_slot() = None;

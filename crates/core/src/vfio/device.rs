@@ -264,12 +264,22 @@ impl VfioDevice {
     }
     /// Opens with access granted for `ctx`: the first open claims the group's
     /// DMA for the context and binds the device to it; later opens (the group
-    /// path allows several) share that binding, which must be to `ctx`.
-    /// Returns the device ID.
-    pub(crate) fn open_bound(&self, vfio: &Vfio, ctx: &Iommufd) -> Result<u32> {
+    /// path allows several) share that binding, even if the group's container
+    /// has changed since (a cdev open must be to the bound context).
+    /// Returns the device ID. With `attach_compat` (the group path) the first
+    /// open also attaches the device to the context's compat IOAS, and is
+    /// undone if that fails.
+    pub(crate) fn open_bound(
+        &self,
+        vfio: &Vfio,
+        ctx: &Iommufd,
+        attach_compat: bool,
+    ) -> Result<u32> {
         let mut st = self.state();
         if let Some(b) = &st.bound {
-            if b.ctx.cookie() != ctx.cookie() {
+            // The group path shares the open whatever its container is now,
+            // as the kernel's `vfio_df_open` only counts it.
+            if !attach_compat && b.ctx.cookie() != ctx.cookie() {
                 return Err(Error::Invalid("device open through another iommufd"));
             }
             let id = b.idev.id;
@@ -287,6 +297,16 @@ impl VfioDevice {
                 return Err(e);
             }
         };
+        if attach_compat {
+            let attached = ctx
+                .vfio_ioas_get()
+                .and_then(|ioas| ctx.device_attach(&idev, NO_PASID, ioas));
+            if let Err(e) = attached {
+                ctx.device_unbind(&idev);
+                let _ = vfio.host.release_dma_owner(self.bdf);
+                return Err(e);
+            }
+        }
         let id = idev.id;
         st.bound = Some(Bound {
             ctx: ctx.clone(),
@@ -367,6 +387,20 @@ impl DeviceFile {
         }
     }
 
+    /// A file of the group path (`VFIO_GROUP_GET_DEVICE_FD`) for a device
+    /// already opened for it ([`VfioDevice::open_bound`]): access granted from
+    /// the start; its close drops that open and leaves the group alone.
+    pub(super) fn new_group_path(vfio: Arc<Vfio>, dev: Arc<VfioDevice>) -> DeviceFile {
+        DeviceFile {
+            vfio,
+            dev,
+            file: Mutex::new(FileState {
+                access_granted: true,
+                group_path: true,
+            }),
+        }
+    }
+
     /// The device.
     pub fn device(&self) -> &Arc<VfioDevice> {
         &self.dev
@@ -425,7 +459,7 @@ impl DeviceFile {
                 } else if self.dev.is_open() {
                     Err(Error::Invalid("device already open"))
                 } else {
-                    self.dev.open_bound(&self.vfio, &ctx)
+                    self.dev.open_bound(&self.vfio, &ctx, false)
                 }
             })
         };
@@ -738,6 +772,121 @@ impl DeviceFile {
         self.granted()?;
         if let Some(m) = &self.dev.model {
             m.reset();
+        }
+        Ok(())
+    }
+}
+
+/// What `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotResetInfo {
+    /// `VFIO_PCI_HOT_RESET_FLAG_*`: 0 for a group-path file.
+    pub flags: u32,
+    /// Each function the reset reaches, with its group (group-path file) or
+    /// its devid, `VFIO_PCI_DEVID_OWNED` or `VFIO_PCI_DEVID_NOT_OWNED` (cdev).
+    pub devices: Vec<(Bdf, u32)>,
+}
+
+impl DeviceFile {
+    /// The functions a hot reset of the device reaches (the number is what
+    /// `VFIO_DEVICE_PCI_HOT_RESET` checks a group count against). ENODEV when
+    /// the device's bus cannot be reset.
+    pub fn hot_reset_scope(&self) -> Result<Vec<HostDevice>> {
+        self.granted()?;
+        self.vfio.reset_scope(self.dev.bdf)
+    }
+
+    /// Whether `dev` is owned by the iommufd context `ctx` for a hot reset of
+    /// a cdev file: bound to it (its devid), or unbound in a group with a
+    /// device bound to it (`VFIO_PCI_DEVID_OWNED`). `None` if neither.
+    fn owned_by(&self, dev: &VfioDevice, ctx: &Iommufd) -> Option<u32> {
+        match dev.binding() {
+            Some((c, id)) if c.cookie() == ctx.cookie() => Some(id),
+            Some(_) => None,
+            None => self
+                .vfio
+                .devices()
+                .iter()
+                .any(|d| {
+                    d.group == dev.group
+                        && d.binding().is_some_and(|(c, _)| c.cookie() == ctx.cookie())
+                })
+                .then_some(VFIO_PCI_DEVID_OWNED),
+        }
+    }
+
+    /// The context a cdev file is bound to.
+    fn bound_ctx(&self) -> Result<Iommufd> {
+        self.dev
+            .binding()
+            .map(|(ctx, _)| ctx)
+            .ok_or(Error::Invalid("device not bound to an iommufd"))
+    }
+
+    /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`: see [`HotResetInfo`]. ENODEV when
+    /// the bus cannot be reset.
+    pub fn hot_reset_info(&self) -> Result<HotResetInfo> {
+        let scope = self.hot_reset_scope()?;
+        if self.group_path() {
+            let devices = scope.iter().map(|f| (f.bdf, f.group)).collect();
+            return Ok(HotResetInfo { flags: 0, devices });
+        }
+        let ctx = self.bound_ctx()?;
+        let mut flags = VFIO_PCI_HOT_RESET_FLAG_DEV_ID | VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED;
+        let mut devices = Vec::with_capacity(scope.len());
+        for f in &scope {
+            let id = self
+                .vfio
+                .device(f.bdf)
+                .and_then(|d| self.owned_by(&d, &ctx))
+                .unwrap_or(VFIO_PCI_DEVID_NOT_OWNED);
+            if id == VFIO_PCI_DEVID_NOT_OWNED {
+                flags &= !VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED;
+            }
+            devices.push((f.bdf, id));
+        }
+        Ok(HotResetInfo { flags, devices })
+    }
+
+    /// `VFIO_DEVICE_PCI_HOT_RESET`: resets every function on the device's bus.
+    /// A group-path file names the groups it holds (`groups`, not empty); a
+    /// cdev file names none and owns through its iommufd. EINVAL for the
+    /// wrong form, more groups than functions reached, a function not bound
+    /// to `vfio-pci`, or a device the caller does not own; ENODEV when the bus
+    /// cannot be reset.
+    pub fn hot_reset(&self, groups: &[u32]) -> Result<()> {
+        self.granted()?;
+        if groups.is_empty() == self.group_path() {
+            return Err(Error::Invalid("hot reset form does not match the open"));
+        }
+        let scope = self.hot_reset_scope()?;
+        if groups.len() > scope.len() {
+            return Err(Error::Invalid("more groups than functions reset"));
+        }
+        let ctx = if groups.is_empty() {
+            Some(self.bound_ctx()?)
+        } else {
+            None
+        };
+        let mut devs = Vec::with_capacity(scope.len());
+        for f in &scope {
+            let dev = self
+                .vfio
+                .device(f.bdf)
+                .ok_or(Error::Invalid("function on the bus not bound to vfio-pci"))?;
+            let owned = match &ctx {
+                Some(ctx) => self.owned_by(&dev, ctx).is_some(),
+                None => groups.contains(&dev.group),
+            };
+            if !owned {
+                return Err(Error::Invalid("device on the bus not owned by the caller"));
+            }
+            devs.push(dev);
+        }
+        for d in devs {
+            if let Some(m) = &d.model {
+                m.reset();
+            }
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! VFIO over a running host: the device files of functions bound to
 //! `vfio-pci` (the kernel's `drivers/vfio/`: `vfio_main.c`, `device_cdev.c`,
-//! `iommufd.c` and `pci/vfio_pci_core.c`).
+//! `group.c`, `iommufd.c` and `pci/vfio_pci_core.c`).
 //!
 //! [`Vfio`] is the subsystem of one [`Host`]: every function bound to
 //! `vfio-pci` is *registered* as a [`VfioDevice`] with an index `N` (its
@@ -18,6 +18,13 @@
 //! the claim (the group goes back to its default domain when it was the last),
 //! and quiesces the device: interrupts off, bus mastering off, a function reset.
 //!
+//! The legacy group path (`/dev/vfio/<N>`, [`GroupFile`], see its module)
+//! opens devices through a group file attached to an iommufd context instead;
+//! a group's file and the cdev binds of its devices exclude each other
+//! ([`Vfio::open_group`], `VFIO_DEVICE_BIND_IOMMUFD`). Either kind of device
+//! file can hot-reset the bus its device is on
+//! ([`DeviceFile::hot_reset`]), when it owns every function there.
+//!
 //! The per-device state the kernel keeps in `vfio_device` (open count, the
 //! iommufd binding, the interrupt configuration) lives in [`VfioDevice`]; what
 //! each open keeps (access granted, how it was opened) in [`DeviceFile`].
@@ -29,11 +36,13 @@
 //! device.
 
 mod device;
+mod group;
 
-pub use device::{DeviceFile, DeviceInfo, IrqData, IrqInfo, RegionInfo, VfioDevice};
+pub use device::{DeviceFile, DeviceInfo, HotResetInfo, IrqData, IrqInfo, RegionInfo, VfioDevice};
+pub use group::GroupFile;
 
 use crate::error::{Error, Result};
-use crate::machine::host::Host;
+use crate::machine::host::{Host, HostDevice};
 use crate::machine::{Bdf, Driver};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -128,6 +137,53 @@ impl Vfio {
             errno: crate::uapi::Errno::ENOENT,
         })?;
         Ok(DeviceFile::new(self.clone(), dev))
+    }
+
+    /// Opens `/dev/vfio/<group>`, in the kernel's order: ENOENT when no
+    /// registered device is in the group (there is no such node), EBUSY while
+    /// a device of the group is bound through its cdev, EBUSY when the group
+    /// is open already (its node is single-open).
+    pub fn open_group(self: &Arc<Self>, group: u32) -> Result<GroupFile> {
+        if !self.devices().iter().any(|d| d.group == group) {
+            return Err(Error::Other {
+                what: "no VFIO group",
+                errno: crate::uapi::Errno::ENOENT,
+            });
+        }
+        let mut groups = self.groups();
+        let g = groups.entry(group).or_default();
+        if g.cdev_bound > 0 {
+            return Err(Error::Busy(
+                "a device of the group is bound through its cdev",
+            ));
+        }
+        if g.file_open {
+            return Err(Error::Busy("the group is open already"));
+        }
+        g.file_open = true;
+        Ok(GroupFile::new(self.clone(), group))
+    }
+
+    /// Undoes [`Vfio::open_group`].
+    fn close_group(&self, group: u32) {
+        if let Some(g) = self.groups().get_mut(&group) {
+            g.file_open = false;
+        }
+    }
+
+    /// The functions a hot reset of `bdf` reaches: every function on its bus
+    /// (the bus reset of the bridge above it; our machines have no reset
+    /// slots). ENODEV on a root bus, which no bridge can reset.
+    fn reset_scope(&self, bdf: Bdf) -> Result<Vec<HostDevice>> {
+        if self.host.machine().bridge_to(bdf.bus()).is_none() {
+            return Err(Error::Other {
+                what: "no bridge can reset the bus",
+                errno: crate::uapi::Errno::ENODEV,
+            });
+        }
+        let mut scope = self.host.devices();
+        scope.retain(|f| f.bdf.bus() == bdf.bus());
+        Ok(scope)
     }
 
     fn groups(&self) -> MutexGuard<'_, BTreeMap<u32, GroupUse>> {
