@@ -97,6 +97,9 @@ pub struct CStruct {
     pub align: usize,
     /// Fields in declaration order, padding included (as [`CType::Padding`]).
     pub fields: &'static [CField],
+    /// A flexible array member C declares after the fields (`__u8 data[]`),
+    /// which the Rust struct leaves out: its element type and name.
+    pub flex: Option<(&'static str, &'static str)>,
 }
 
 /// A uAPI struct's C description, implemented by the `layout!` macro.
@@ -803,6 +806,9 @@ fn render_item(out: &mut String, header: &Header, item: &Item) {
         Item::Struct(s) => {
             let _ = writeln!(out, "struct {} {{", s.name);
             render_fields(out, s.fields, 1);
+            if let Some((ty, name)) = s.flex {
+                let _ = writeln!(out, "\t{ty} {name}[];");
+            }
             out.push_str("};\n");
         }
     }

@@ -60,6 +60,14 @@
 /// `[union a: T, b: U]` (an anonymous C union of anonymous structs laid out as `T`, `U`).
 macro_rules! layout {
     ($t:ident, $size:expr; $($field:ident $offset:literal $([$($c:tt)*])?),+ $(,)?) => {
+        layout!(@ $t, $size, None; $($field $offset $([$($c)*])?),+);
+    };
+    ($t:ident, $size:expr; $($field:ident $offset:literal $([$($c:tt)*])?),+ ;
+     flex $fty:literal $fname:ident) => {
+        layout!(@ $t, $size, Some(($fty, stringify!($fname)));
+            $($field $offset $([$($c)*])?),+);
+    };
+    (@ $t:ident, $size:expr, $flex:expr; $($field:ident $offset:literal $([$($c:tt)*])?),+) => {
         const _: () = {
             assert!(
                 core::mem::size_of::<$t>() == $size,
@@ -82,6 +90,7 @@ macro_rules! layout {
                 size: core::mem::size_of::<$t>(),
                 align: core::mem::align_of::<$t>(),
                 fields: &[$(c_field!($t, $field; $($($c)*)?)),+],
+                flex: $flex,
             };
         }
     };

@@ -131,7 +131,8 @@ pub struct vfio_iommu_type1_info_cap_iova_range {
     /// Reserved.
     pub reserved: u32,
 }
-layout!(vfio_iommu_type1_info_cap_iova_range, 16; header 0, nr_iovas 8, reserved 12);
+layout!(vfio_iommu_type1_info_cap_iova_range, 16; header 0, nr_iovas 8, reserved 12;
+    flex "struct vfio_iova_range" iova_ranges);
 
 /// Capability: how many more DMA mappings may be made.
 pub const VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL: u16 = 3;
@@ -195,7 +196,7 @@ pub struct vfio_iommu_type1_dma_unmap {
     /// In: bytes to unmap. Out: bytes unmapped.
     pub size: u64,
 }
-layout!(vfio_iommu_type1_dma_unmap, 24; argsz 0, flags 4, iova 8, size 16);
+layout!(vfio_iommu_type1_dma_unmap, 24; argsz 0, flags 4, iova 8, size 16; flex "__u8" data);
 /// Also report dirty pages (not supported by iommufd).
 pub const VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP: u32 = 1 << 0;
 /// Unmap everything (`iova` and `size` must be 0).
@@ -357,7 +358,7 @@ pub struct vfio_irq_set {
     /// How many interrupts from `start`.
     pub count: u32,
 }
-layout!(vfio_irq_set, 20; argsz 0, flags 4, index 8, start 12, count 16);
+layout!(vfio_irq_set, 20; argsz 0, flags 4, index 8, start 12, count 16; flex "__u8" data);
 /// No data.
 pub const VFIO_IRQ_SET_DATA_NONE: u32 = 1 << 0;
 /// A `u8` per interrupt.
@@ -451,7 +452,8 @@ pub struct vfio_pci_hot_reset_info {
     /// Out: number of affected functions.
     pub count: u32,
 }
-layout!(vfio_pci_hot_reset_info, 12; argsz 0, flags 4, count 8);
+layout!(vfio_pci_hot_reset_info, 12; argsz 0, flags 4, count 8;
+    flex "struct vfio_pci_dependent_device" devices);
 /// `devices[]` carry devids, not group numbers.
 pub const VFIO_PCI_HOT_RESET_FLAG_DEV_ID: u32 = 1 << 0;
 /// Every affected function is owned by the caller.
@@ -473,7 +475,7 @@ pub struct vfio_pci_hot_reset {
     /// Number of group fds that follow.
     pub count: u32,
 }
-layout!(vfio_pci_hot_reset, 12; argsz 0, flags 4, count 8);
+layout!(vfio_pci_hot_reset, 12; argsz 0, flags 4, count 8; flex "__s32" group_fds);
 /// Resets the device's bus or slot.
 pub const VFIO_DEVICE_PCI_HOT_RESET: u32 = _IO(VFIO_TYPE, VFIO_BASE + 13);
 
@@ -489,7 +491,7 @@ pub struct vfio_device_feature {
     /// The feature (`VFIO_DEVICE_FEATURE_MASK`) and `VFIO_DEVICE_FEATURE_*` bits.
     pub flags: u32,
 }
-layout!(vfio_device_feature, 8; argsz 0, flags 4);
+layout!(vfio_device_feature, 8; argsz 0, flags 4; flex "__u8" data);
 /// The feature number's bits.
 pub const VFIO_DEVICE_FEATURE_MASK: u32 = 0xffff;
 /// Read the feature.
