@@ -24,7 +24,7 @@ softiommu: the Linux device-assignment stack (/dev/iommu, iommufd) in user space
 Usage:
   softiommu run [OPTIONS] [--] PROGRAM [ARGS...]
   softiommu headers DIR
-  softiommu machine [FILE]
+  softiommu machine [FILE] [--bind BDF=DRIVER]...
   softiommu --help | --version
 
 Commands:
@@ -36,12 +36,19 @@ Commands:
   machine   Show the machine FILE describes (TOML; see
             examples/machines/default.toml), or the built-in default: its
             IOMMU units and the IOMMU groups Linux would form, with each
-            function's driver and whether VFIO could use the group.
+            function's driver and whether VFIO could use the group; with
+            --bind BDF=DRIVER (repeatable), also the groups after those
+            rebinds, or the first one's error.
 
 Options of `run`:
   --trace              Log every call on an iommufd (and every open of
                        /dev/iommu) to stderr, decoded like strace.
   --trace-file FILE    The same, appended to FILE.
+  --bind BDF=DRIVER    Move a function to another driver (`vfio-pci`,
+                       `pci-stub`, a kernel driver's name, or `none`) before
+                       PROGRAM starts, as writes to sysfs unbind/bind would,
+                       with their errors (EBUSY: a DMA driver into a group
+                       user space owns). Repeatable.
   --machine FILE       The machine behind /dev/vfio (TOML; see
                        examples/machines/default.toml). Default: the
                        built-in machine `softiommu machine` shows.
@@ -53,6 +60,7 @@ Environment passed to PROGRAM:
   LD_PRELOAD           the interposer, then whatever LD_PRELOAD held
   SOFTIOMMU_TRACE      `stderr` or a file (set by --trace / --trace-file)
   SOFTIOMMU_MACHINE    the machine file, made absolute (set by --machine)
+  SOFTIOMMU_BIND       BDF=DRIVER,... (set by --bind)
 
 Example:
   cargo build --workspace
@@ -93,6 +101,7 @@ fn usage_error(msg: &str) -> ExitCode {
 struct RunArgs {
     trace: Option<OsString>,
     machine: Option<PathBuf>,
+    binds: Vec<String>,
     preload: Option<PathBuf>,
     program: Vec<OsString>,
 }
@@ -122,6 +131,9 @@ fn parse_run(args: &[OsString]) -> Result<Option<RunArgs>, String> {
             "--trace-file" => out.trace = Some(value("--trace-file")?),
             "--preload" => out.preload = Some(value("--preload")?.into()),
             "--machine" => out.machine = Some(value("--machine")?.into()),
+            "--bind" => out
+                .binds
+                .push(value("--bind")?.to_string_lossy().into_owned()),
             _ if s.starts_with('-') => return Err(format!("unknown option `{s}` of `run`")),
             _ => {
                 out.program = std::iter::once(arg).chain(it).cloned().collect();
@@ -198,17 +210,28 @@ fn run(args: &[OsString]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let machine = match run.machine.map(|m| load_machine(&m).map(|_| m)) {
-        Some(Ok(m)) => std::path::absolute(&m).ok(),
-        Some(Err(e)) => {
-            eprintln!("softiommu: {e}");
-            return ExitCode::from(2);
-        }
-        None => None,
-    };
+    // The machine and the rebinds are checked here, so that a mistake is
+    // reported before PROGRAM runs rather than at its first open of /dev/vfio.
+    let binds = run.binds.join(",");
+    let checked = run
+        .machine
+        .as_deref()
+        .map_or_else(
+            || Ok(softiommu::machine::Machine::default_machine()),
+            load_machine,
+        )
+        .and_then(|m| rebound(m, &binds).map(|_| ()));
+    if let Err(e) = checked {
+        eprintln!("softiommu: {e}");
+        return ExitCode::from(2);
+    }
+    let machine = run.machine.and_then(|m| std::path::absolute(m).ok());
     let mut cmd = Command::new(&run.program[0]);
     if let Some(m) = machine {
         cmd.env("SOFTIOMMU_MACHINE", m);
+    }
+    if !binds.is_empty() {
+        cmd.env("SOFTIOMMU_BIND", &binds);
     }
     cmd.args(&run.program[1..]);
     cmd.env(
@@ -269,19 +292,71 @@ fn load_machine(file: &Path) -> Result<softiommu::machine::Machine, String> {
     softiommu::machine::Machine::from_toml(&text).map_err(|e| format!("{}: {e}", file.display()))
 }
 
+/// `machine` brought up on simulated memory with `binds` (`BDF=DRIVER,...`)
+/// applied as sysfs writes would; `Err` names the first that fails and why.
+fn rebound(
+    machine: softiommu::machine::Machine,
+    binds: &str,
+) -> Result<std::sync::Arc<softiommu::machine::host::Host>, String> {
+    let mem = softiommu::mem::sim::SimMemory::new(1 << 20).map_err(|e| e.to_string())?;
+    let host = softiommu::machine::host::Host::new(machine, mem).map_err(|e| e.to_string())?;
+    host.rebind_all(binds)?;
+    Ok(host)
+}
+
 fn machine(args: &[OsString]) -> ExitCode {
-    let machine = match args {
-        [] => softiommu::machine::Machine::default_machine(),
-        [file] => match load_machine(Path::new(file)) {
+    let mut file = None;
+    let mut binds = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let s = arg.to_string_lossy();
+        match s.split_once('=').map_or(&*s, |(k, _)| k) {
+            "--bind" => match s.split_once('=').map(|(_, v)| v.to_string()) {
+                Some(v) => binds.push(v),
+                None => match it.next() {
+                    Some(v) => binds.push(v.to_string_lossy().into_owned()),
+                    None => return usage_error("--bind needs BDF=DRIVER"),
+                },
+            },
+            _ if file.is_none() && !s.starts_with('-') => file = Some(arg),
+            _ => return usage_error("`machine` takes a TOML file and --bind BDF=DRIVER options"),
+        }
+    }
+    let machine = match file {
+        None => softiommu::machine::Machine::default_machine(),
+        Some(file) => match load_machine(Path::new(file)) {
             Ok(m) => m,
             Err(e) => {
                 eprintln!("softiommu: {e}");
                 return ExitCode::FAILURE;
             }
         },
-        _ => return usage_error("`machine` takes at most one argument, a TOML file"),
     };
     print!("{machine}");
+    if binds.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    let host = match rebound(machine, &binds.join(",")) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("softiommu: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("After --bind:");
+    for g in host.groups() {
+        let viable = if host.viable(g.id) {
+            "viable"
+        } else {
+            "not viable"
+        };
+        println!("  group {} ({viable}):", g.id);
+        for bdf in &g.devices {
+            if let Some(d) = host.device(*bdf) {
+                println!("    {bdf} driver {}", d.driver);
+            }
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -517,3 +517,32 @@ fn machine_description_lists_groups_and_viability() {
     assert!(text.contains("group 6 (dmar0, not viable):"));
     assert_eq!(text.matches("  group ").count(), 7);
 }
+
+#[test]
+fn rebind_moves_functions_as_sysfs_writes_would() {
+    let h = default_host();
+    // The audio function leaves its kernel driver for vfio-pci: group 6 is viable.
+    assert!(!h.viable(6));
+    h.rebind_all("0000:03:00.1=vfio-pci").unwrap();
+    assert_eq!(h.device(at(3, 0, 1)).unwrap().driver, Driver::VfioPci);
+    assert!(h.viable(6));
+    assert_eq!(h.owner(6), Some(GroupOwner::Kernel { users: 0 }));
+    // To no driver, and errors named with the failing item.
+    h.rebind(at(3, 0, 1), Driver::None).unwrap();
+    assert_eq!(h.device(at(3, 0, 1)).unwrap().driver, Driver::None);
+    let e = h.rebind_all("0000:09:00.0=vfio-pci").unwrap_err();
+    assert!(
+        e.starts_with("`0000:09:00.0=vfio-pci`: ") && e.contains("ENODEV"),
+        "{e}"
+    );
+    assert!(h.rebind_all("0000:03:00.1").is_err());
+    // A DMA kernel driver into a group user space owns: EBUSY, and the
+    // function is left unbound, as in Linux.
+    h.claim_dma_owner(at(3, 0, 0), A).unwrap();
+    h.bind(at(3, 0, 1), Driver::VfioPci).unwrap();
+    assert_eq!(
+        errno(h.rebind(at(3, 0, 1), kernel("snd_hda_intel"))),
+        Errno::EBUSY
+    );
+    assert_eq!(h.device(at(3, 0, 1)).unwrap().driver, Driver::None);
+}

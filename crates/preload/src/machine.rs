@@ -1,6 +1,8 @@
 //! The machine the program runs on: the host behind `/dev/vfio`, built on
 //! first use from the TOML file `SOFTIOMMU_MACHINE` names (`softiommu run
-//! --machine FILE` sets it), or the built-in default machine. Its devices DMA
+//! --machine FILE` sets it), or the built-in default machine, with the
+//! rebinds `SOFTIOMMU_BIND` lists (`BDF=DRIVER,...`, set by `softiommu run
+//! --bind`) applied as writes to sysfs would. Its devices DMA
 //! into the program's own memory ([`ProcessMemory`]): the pages the program
 //! mapped for DMA through iommufd.
 
@@ -37,5 +39,8 @@ fn load() -> Result<Arc<Vfio>, String> {
         None => Machine::default_machine(),
     };
     let host = Host::new(machine, Arc::new(ProcessMemory)).map_err(|e| e.to_string())?;
+    if let Some(list) = std::env::var_os("SOFTIOMMU_BIND") {
+        host.rebind_all(&list.to_string_lossy())?;
+    }
     Ok(Vfio::new(host))
 }

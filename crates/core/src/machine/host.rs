@@ -522,6 +522,38 @@ impl Host {
         Ok(())
     }
 
+    /// Moves `bdf` to `driver` as a user does through sysfs: unbinds its
+    /// driver (if any), then binds `driver` (unless [`Driver::None`]). The
+    /// errors of [`Host::unbind`] and [`Host::bind`]; a failed bind leaves the
+    /// function unbound, as it would in Linux.
+    pub fn rebind(&self, bdf: Bdf, driver: Driver) -> Result<()> {
+        let bound = self
+            .device(bdf)
+            .ok_or(enodev("no such PCI function"))?
+            .driver;
+        if bound != Driver::None {
+            self.unbind(bdf)?;
+        }
+        match driver {
+            Driver::None => Ok(()),
+            d => self.bind(bdf, d),
+        }
+    }
+
+    /// Applies `BDF=DRIVER` rebinds in order (see [`Host::rebind`]); the
+    /// first that fails ends it, with its errno and what it was.
+    pub fn rebind_all(&self, list: &str) -> std::result::Result<(), String> {
+        for item in list.split(',').filter(|s| !s.is_empty()) {
+            let (bdf, driver) = item
+                .split_once('=')
+                .ok_or_else(|| format!("`{item}`: not BDF=DRIVER"))?;
+            let bdf: Bdf = bdf.parse().map_err(|e| format!("`{item}`: {e}"))?;
+            self.rebind(bdf, Driver::from_name(driver))
+                .map_err(|e| format!("`{item}`: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Sets or clears (`None` or an empty name) `bdf`'s `driver_override`; a
     /// trailing newline is dropped as sysfs does. Probes nothing. ENODEV
     /// without such a function, EINVAL for a name of a page or more.
