@@ -110,24 +110,30 @@ fn last_errno() -> Errno {
     Errno(real::errno())
 }
 
+/// The trace line of an open of ours.
+fn trace_open(kind: OpenKind, dirfd: i32, path: &[u8], flags: i32, r: &Result<i32, Errno>) {
+    if !trace::enabled() {
+        return;
+    }
+    let path = String::from_utf8_lossy(path);
+    let flags = OpenFlags(flags);
+    let r = Ret(r);
+    if kind.has_dirfd() {
+        trace::line(format_args!(
+            "{}({}, {path:?}, {flags}) {r}",
+            kind.name(),
+            Dirfd(dirfd)
+        ));
+    } else {
+        trace::line(format_args!("{}({path:?}, {flags}) {r}", kind.name()));
+    }
+}
+
 /// Opens one of our paths.
 pub fn open(kind: OpenKind, dirfd: i32, path: &[u8], flags: i32, ours: Ours) -> Result<i32, Errno> {
     let _gate = table::gate();
     let r = open_inner(flags, ours);
-    if trace::enabled() {
-        let path = String::from_utf8_lossy(path);
-        let flags = OpenFlags(flags);
-        let r = Ret(&r);
-        if kind.has_dirfd() {
-            trace::line(format_args!(
-                "{}({}, {path:?}, {flags}) {r}",
-                kind.name(),
-                Dirfd(dirfd)
-            ));
-        } else {
-            trace::line(format_args!("{}({path:?}, {flags}) {r}", kind.name()));
-        }
-    }
+    trace_open(kind, dirfd, path, flags, &r);
     r
 }
 
@@ -180,20 +186,7 @@ pub fn open_sysfs(
 ) -> Result<i32, Errno> {
     let _gate = table::gate();
     let r = open_sysfs_inner(flags, attr);
-    if trace::enabled() {
-        let path = String::from_utf8_lossy(path);
-        let flags = OpenFlags(flags);
-        let r = Ret(&r);
-        if kind.has_dirfd() {
-            trace::line(format_args!(
-                "{}({}, {path:?}, {flags}) {r}",
-                kind.name(),
-                Dirfd(dirfd)
-            ));
-        } else {
-            trace::line(format_args!("{}({path:?}, {flags}) {r}", kind.name()));
-        }
-    }
+    trace_open(kind, dirfd, path, flags, &r);
     r
 }
 

@@ -117,11 +117,7 @@ pub(super) fn ioctl(
         }
         VFIO_DEVICE_GET_INFO => {
             const MINSZ: usize = offset_of!(vfio_device_info, num_irqs) + 4;
-            let mut info: vfio_device_info = read_min(mem, arg, MINSZ)?;
-            trace_in(&mut trace, &info);
-            if (info.argsz as usize) < MINSZ {
-                return Err(Errno::EINVAL);
-            }
+            let mut info: vfio_device_info = read_checked(mem, arg, MINSZ, &mut trace)?;
             let i = file.info()?;
             info.flags = i.flags;
             info.num_regions = i.num_regions;
@@ -133,11 +129,7 @@ pub(super) fn ioctl(
         }
         VFIO_DEVICE_GET_REGION_INFO => {
             const MINSZ: usize = offset_of!(vfio_region_info, offset) + 8;
-            let mut info: vfio_region_info = read_min(mem, arg, MINSZ)?;
-            trace_in(&mut trace, &info);
-            if (info.argsz as usize) < MINSZ {
-                return Err(Errno::EINVAL);
-            }
+            let mut info: vfio_region_info = read_checked(mem, arg, MINSZ, &mut trace)?;
             let r = file.region_info(info.index)?;
             info.flags = r.flags;
             info.size = r.size;
@@ -148,11 +140,7 @@ pub(super) fn ioctl(
         }
         VFIO_DEVICE_GET_IRQ_INFO => {
             const MINSZ: usize = offset_of!(vfio_irq_info, count) + 4;
-            let mut info: vfio_irq_info = read_min(mem, arg, MINSZ)?;
-            trace_in(&mut trace, &info);
-            if (info.argsz as usize) < MINSZ {
-                return Err(Errno::EINVAL);
-            }
+            let mut info: vfio_irq_info = read_checked(mem, arg, MINSZ, &mut trace)?;
             let r = file.irq_info(info.index)?;
             info.flags = r.flags;
             info.count = r.count;
@@ -162,11 +150,7 @@ pub(super) fn ioctl(
         }
         VFIO_DEVICE_SET_IRQS => {
             const MINSZ: usize = size_of::<vfio_irq_set>();
-            let set: vfio_irq_set = read_min(mem, arg, MINSZ)?;
-            trace_in(&mut trace, &set);
-            if (set.argsz as usize) < MINSZ {
-                return Err(Errno::EINVAL);
-            }
+            let set: vfio_irq_set = read_checked(mem, arg, MINSZ, &mut trace)?;
             let elem = file.set_irqs_check(set.flags, set.index, set.start, set.count)?;
             let len = elem * set.count as usize;
             if (set.argsz as usize - MINSZ) < len {
@@ -328,6 +312,26 @@ fn read_pasid<T: zerocopy::FromBytes + IntoBytes + zerocopy::Immutable + Default
         return Err(Errno::EINVAL);
     }
     read_min(mem, arg, argsz)
+}
+
+/// Reads the first `minsz` bytes of a `T` whose first field is `argsz`,
+/// traces it, and checks that `argsz` covers them (EINVAL).
+fn read_checked<T>(
+    mem: &dyn AddressSpace,
+    arg: u64,
+    minsz: usize,
+    trace: &mut Option<&mut Trace>,
+) -> Result<T, Errno>
+where
+    T: zerocopy::FromBytes + IntoBytes + zerocopy::Immutable + Default + std::fmt::Debug,
+{
+    let v: T = read_min(mem, arg, minsz)?;
+    trace_in(trace, &v);
+    let argsz = u32::from_ne_bytes(v.as_bytes()[..4].try_into().unwrap_or_default());
+    if (argsz as usize) < minsz {
+        return Err(Errno::EINVAL);
+    }
+    Ok(v)
 }
 
 fn trace_in<T: std::fmt::Debug>(trace: &mut Option<&mut Trace>, v: &T) {
