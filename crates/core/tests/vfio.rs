@@ -274,10 +274,13 @@ fn regions() {
     let mut b = [0u8; 6];
     assert_eq!(file.read(1, &mut b).unwrap(), 6);
     assert_eq!(&b[..3], &EDU_ID.to_le_bytes()[1..]);
-    // Past the end: EINVAL; across it: cut short.
+    // A BAR: past the end EINVAL, across it cut short. Configuration space
+    // (vfio_config_do_rw): outside it, even partly, EFAULT.
     assert_eq!(errno(file.read(EDU_BAR_SIZE, &mut b)), Errno::EINVAL);
     assert_eq!(file.read(EDU_BAR_SIZE - 2, &mut b).unwrap(), 2);
-    assert_eq!(errno(file.read(config() + 256, &mut b)), Errno::EINVAL);
+    assert_eq!(errno(file.read(config() + 256, &mut b)), Errno::EFAULT);
+    assert_eq!(errno(file.read(config() + 252, &mut b)), Errno::EFAULT);
+    assert_eq!(file.read(config() + 250, &mut b).unwrap(), 6);
     assert_eq!(
         errno(file.read(1 << VFIO_PCI_OFFSET_SHIFT, &mut b)),
         Errno::EINVAL
@@ -286,10 +289,21 @@ fn regions() {
         errno(file.write(9 << VFIO_PCI_OFFSET_SHIFT, &b)),
         Errno::EINVAL
     );
-    // Reset puts the registers back.
+    // Reset puts the registers back, and keeps the configuration.
     w(&file, reg::LIVENESS, &1u32.to_le_bytes());
+    let cmd = (cfg::COMMAND_MEMORY | cfg::COMMAND_MASTER).to_le_bytes();
+    w(&file, config() + cfg::COMMAND as u64, &cmd);
     file.reset().unwrap();
     assert_eq!(r32(&file, reg::LIVENESS), !0);
+    let mut after = [0u8; 2];
+    file.read(config() + cfg::COMMAND as u64, &mut after)
+        .unwrap();
+    assert_eq!(after, cmd);
+    // With memory decoding off, BAR accesses are EIO (config space still works).
+    w(&file, config() + cfg::COMMAND as u64, &0u16.to_le_bytes());
+    assert_eq!(errno(file.read(0, &mut b)), Errno::EIO);
+    assert_eq!(errno(file.write(reg::LIVENESS, &[0; 4])), Errno::EIO);
+    assert_eq!(r32(&file, config()), u32::from(EDU_DEVICE) << 16 | 0x1234);
 }
 
 #[test]

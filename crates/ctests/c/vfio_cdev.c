@@ -268,6 +268,13 @@ static void info_regions_irqs(void)
 	CHECK_ERRNO(ENOTTY, ioctl(dev, VFIO_DEVICE_FEATURE, &feat));
 	feat.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET | 1;
 	CHECK_ERRNO(EINVAL, ioctl(dev, VFIO_DEVICE_FEATURE, &feat));
+	/* Configuration space: partly outside is EFAULT (vfio_config_do_rw). */
+	CHECK_ERRNO(EFAULT, pread(dev, &v, 4, CONFIG_OFFSET + 254));
+	/* Memory decoding off: BAR accesses are EIO, config space still works. */
+	uint16_t cmd = 0;
+	CHECK_EQ(2, pwrite(dev, &cmd, 2, CONFIG_OFFSET + 4));
+	CHECK_ERRNO(EIO, pread(dev, &v, 4, 0));
+	CHECK_EQ(4, pread(dev, &v, 4, CONFIG_OFFSET));
 	close(efd);
 	close(dev);
 	close(fd);

@@ -8,10 +8,14 @@
 //! model does not have, the ROM and VGA have size 0 and no flags. BARs and
 //! configuration space are read and written (not mapped: the MMAP flag is
 //! never set, so clients use `pread`/`pwrite`, as they do for BARs that
-//! cannot be mapped). A BAR access is split into naturally aligned pieces of
-//! at most 8 bytes, as the kernel's `vfio_pci_core_do_io_rw` splits it; an
-//! access starting at or past a region's end is EINVAL, one running over it is
-//! cut short.
+//! cannot be mapped). As `vfio_pci_rdwr.c` and `vfio_pci_config.c` have it:
+//! a BAR access is split into naturally aligned pieces of at most 8 bytes; one
+//! starting at or past the BAR's end is EINVAL, one running over it is cut
+//! short, and while the command register's memory-enable bit is clear it is
+//! EIO. A configuration access is split into pieces of at most 4 bytes; one
+//! that does not lie wholly inside configuration space is EFAULT. The first
+//! open enables memory decoding (`pci_enable_device`); a reset keeps the
+//! configuration the program set (the PCI core saves and restores it).
 //!
 //! # Interrupts
 //!
@@ -254,13 +258,26 @@ impl VfioDevice {
         let index = u32::try_from(pos >> VFIO_PCI_OFFSET_SHIFT).unwrap_or(u32::MAX);
         let at = pos & ((1 << VFIO_PCI_OFFSET_SHIFT) - 1);
         let region = self.region(index)?;
-        match &self.model {
-            Some(model) if at < region.size => {
-                let n = (len as u64).min(region.size - at) as usize;
-                Ok((&**model, index, at, n))
+        let Some(model) = self.model.as_deref().filter(|_| region.size > 0) else {
+            return Err(Error::Invalid("no such region"));
+        };
+        if index == VFIO_PCI_CONFIG_REGION_INDEX {
+            if at
+                .checked_add(len as u64)
+                .is_none_or(|end| end > region.size)
+            {
+                return Err(errno("access outside configuration space", Errno::EFAULT));
             }
-            _ => Err(Error::Invalid("access outside the region")),
+            return Ok((model, index, at, len));
         }
+        if at >= region.size {
+            return Err(Error::Invalid("access past the BAR"));
+        }
+        if command(model) & cfg::COMMAND_MEMORY == 0 {
+            return Err(errno("memory decoding disabled", Errno::EIO));
+        }
+        let n = (len as u64).min(region.size - at) as usize;
+        Ok((model, index, at, n))
     }
     /// Opens with access granted for `ctx`: the first open claims the group's
     /// DMA for the context and binds the device to it; later opens (the group
@@ -307,6 +324,9 @@ impl VfioDevice {
                 return Err(e);
             }
         }
+        if let Some(model) = &self.model {
+            set_command(&**model, command(&**model) | cfg::COMMAND_MEMORY);
+        }
         let id = idev.id;
         st.bound = Some(Bound {
             ctx: ctx.clone(),
@@ -328,10 +348,7 @@ impl VfioDevice {
         }
         *self.irqs() = Irqs::default();
         if let Some(model) = &self.model {
-            let mut cmd = [0u8; 2];
-            model.config_read(cfg::COMMAND as u32, &mut cmd);
-            let cmd = u16::from_le_bytes(cmd) & !cfg::COMMAND_MASTER;
-            model.config_write(cfg::COMMAND as u32, &cmd.to_le_bytes());
+            set_command(&**model, command(&**model) & !cfg::COMMAND_MASTER);
             model.reset();
         }
         if let Some(b) = st.bound.take() {
@@ -342,16 +359,46 @@ impl VfioDevice {
     }
 }
 
-/// The naturally aligned pieces of at most 8 bytes an access of `n` bytes at
-/// region offset `at` is made of: (offset, range in the caller's buffer).
-fn pieces(at: u64, n: usize) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> {
+/// The widest piece of an access to region `index`.
+fn piece_max(index: u32) -> usize {
+    if index == VFIO_PCI_CONFIG_REGION_INDEX {
+        4
+    } else {
+        8
+    }
+}
+
+/// A function-level reset as the PCI core does one for VFIO: configuration
+/// space saved before and restored after, so only the device's own state goes.
+fn reset_keeping_config(model: &dyn PciDevice) {
+    let mut saved = [0u8; CONFIG_REGION_SIZE as usize];
+    model.config_read(0, &mut saved);
+    model.reset();
+    model.config_write(0, &saved);
+}
+
+/// A model's command register.
+fn command(model: &dyn PciDevice) -> u16 {
+    let mut cmd = [0u8; 2];
+    model.config_read(cfg::COMMAND as u32, &mut cmd);
+    u16::from_le_bytes(cmd)
+}
+
+fn set_command(model: &dyn PciDevice, cmd: u16) {
+    model.config_write(cfg::COMMAND as u32, &cmd.to_le_bytes());
+}
+
+/// The naturally aligned pieces of at most `max` bytes an access of `n`
+/// bytes at region offset `at` is made of: (offset, range in the caller's
+/// buffer).
+fn pieces(at: u64, n: usize, max: usize) -> impl Iterator<Item = (u64, std::ops::Range<usize>)> {
     let mut done = 0;
     std::iter::from_fn(move || {
         if done == n {
             return None;
         }
         let off = at + done as u64;
-        let mut step = 8;
+        let mut step = max;
         while step > 1 && (!off.is_multiple_of(step as u64) || step > n - done) {
             step /= 2;
         }
@@ -566,7 +613,7 @@ impl DeviceFile {
     pub fn read(&self, pos: u64, buf: &mut [u8]) -> Result<usize> {
         self.granted()?;
         let (model, index, at, n) = self.dev.region_span(pos, buf.len())?;
-        for (off, r) in pieces(at, n) {
+        for (off, r) in pieces(at, n, piece_max(index)) {
             if index == VFIO_PCI_CONFIG_REGION_INDEX {
                 model.config_read(off as u32, &mut buf[r]);
             } else {
@@ -580,7 +627,7 @@ impl DeviceFile {
     pub fn write(&self, pos: u64, buf: &[u8]) -> Result<usize> {
         self.granted()?;
         let (model, index, at, n) = self.dev.region_span(pos, buf.len())?;
-        for (off, r) in pieces(at, n) {
+        for (off, r) in pieces(at, n, piece_max(index)) {
             if index == VFIO_PCI_CONFIG_REGION_INDEX {
                 model.config_write(off as u32, &buf[r]);
             } else {
@@ -771,7 +818,7 @@ impl DeviceFile {
     pub fn reset(&self) -> Result<()> {
         self.granted()?;
         if let Some(m) = &self.dev.model {
-            m.reset();
+            reset_keeping_config(&**m);
         }
         Ok(())
     }
@@ -885,7 +932,7 @@ impl DeviceFile {
         }
         for d in devs {
             if let Some(m) = &d.model {
-                m.reset();
+                reset_keeping_config(&**m);
             }
         }
         Ok(())
